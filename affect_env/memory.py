@@ -1,0 +1,207 @@
+"""The memory model in one place: action decoding, the NTM-style write, the attention read-out predictor.
+
+Everything here is plain tensor math. The functions accept either NumPy arrays (the environment's fast
+per-step path) or torch tensors (batched and differentiable, for agents), with the same formulas:
+
+* a flat action ``a`` in ``[-1, 1]^(N + 3 N d)`` is split into attention ``(N,)``, erase, content and
+  input gate ``(N, d)`` each (:func:`decode_action`): gates are ``(a + 1) / 2`` in ``[0, 1]``, content is
+  ``a`` itself, and attention is ``(a + 1) / 2`` renormalised to sum to 1 (uniform if all are zero);
+* the write (:func:`write`) is ``m' = m * (1 - att 1^T * erase) + (att 1^T) * input * content``;
+* :class:`MemoryPredictor` reads the memory with attention, ``w = softmax_n(f([e, m(n)]))``,
+  ``y = g([sum_n w(n) m(n), e])``, and owns the learnable initial memory ``m0``.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+Array = Union[np.ndarray, torch.Tensor]
+_EPS = 1e-8
+
+
+class WriteAction(NamedTuple):
+    """The four parts of a memory write (leading batch dimensions allowed)."""
+
+    attention: Array  # (..., N), non-negative, sums to 1
+    erase: Array  # (..., N, d) in [0, 1]
+    content: Array  # (..., N, d) in [-1, 1]
+    input_gate: Array  # (..., N, d) in [0, 1]
+
+
+def action_dim(n_slots: int, memory_dim: int) -> int:
+    """Length of the flat action: ``N`` attention logits plus three ``N x d`` blocks."""
+    return n_slots + 3 * n_slots * memory_dim
+
+
+def _clip(x: Array, low: float, high: float) -> Array:
+    return x.clamp(low, high) if isinstance(x, torch.Tensor) else np.clip(x, low, high)
+
+
+def normalize_attention(att: Array) -> Array:
+    """Renormalise non-negative weights to sum 1 over the last axis; an all-zero row becomes uniform."""
+    total = att.sum(-1, keepdims=True) if isinstance(att, np.ndarray) else att.sum(-1, keepdim=True)
+    n = att.shape[-1]
+    if isinstance(att, torch.Tensor):
+        return torch.where(total > _EPS, att / total.clamp_min(_EPS), torch.full_like(att, 1.0 / n))
+    return np.where(total > _EPS, att / np.maximum(total, _EPS), 1.0 / n)
+
+
+def decode_action(action: Array, n_slots: int, memory_dim: int) -> WriteAction:
+    """Decode a flat action in ``[-1, 1]`` (values outside are clipped) into its four parts."""
+    n, d = n_slots, memory_dim
+    if action.shape[-1] != action_dim(n, d):
+        raise ValueError(f"action has {action.shape[-1]} values, expected N + 3*N*d = {action_dim(n, d)}")
+    if isinstance(action, np.ndarray) and action.ndim == 1:  # the env's per-step path, kept lean
+        a = np.minimum(np.maximum(action, -1.0), 1.0)
+        att = (a[:n] + 1.0) * 0.5
+        total = att.sum()
+        att = att / total if total > _EPS else np.full(n, 1.0 / n)
+        blocks = a[n:].reshape(3, n, d)
+        return WriteAction(att, (blocks[0] + 1.0) * 0.5, blocks[1], (blocks[2] + 1.0) * 0.5)
+    a = _clip(action, -1.0, 1.0)
+    lead = tuple(a.shape[:-1])
+    att = normalize_attention((a[..., :n] + 1.0) * 0.5)
+    blocks = a[..., n:].reshape(*lead, 3, n, d)
+    erase = (blocks[..., 0, :, :] + 1.0) * 0.5
+    content = blocks[..., 1, :, :]
+    input_gate = (blocks[..., 2, :, :] + 1.0) * 0.5
+    return WriteAction(att, erase, content, input_gate)
+
+
+def encode_action(parts: WriteAction) -> Array:
+    """Inverse of :func:`decode_action` for parts in range (attention summing to 1): flat action in [-1, 1]."""
+    att, erase, content, input_gate = parts
+    lead = tuple(att.shape[:-1])
+    if isinstance(att, torch.Tensor):
+        blocks = torch.stack([erase * 2.0 - 1.0, content, input_gate * 2.0 - 1.0], dim=-3)
+        return torch.cat([att * 2.0 - 1.0, blocks.reshape(*lead, -1)], dim=-1)
+    blocks = np.stack([erase * 2.0 - 1.0, content, input_gate * 2.0 - 1.0], axis=-3)
+    return np.concatenate([att * 2.0 - 1.0, blocks.reshape(*lead, -1)], axis=-1).astype(np.float32)
+
+
+def write(memory: Array, parts: WriteAction) -> Array:
+    """NTM-style write ``m * (1 - att 1^T * erase) + (att 1^T) * input * content`` (batched over leading dims)."""
+    att = parts.attention[..., None]
+    return memory * (1.0 - att * parts.erase) + att * parts.input_gate * parts.content
+
+
+def add_exploration_noise(
+    parts: WriteAction, std: Union[float, Sequence[float]], rng: Union[np.random.Generator, torch.Generator, None] = None
+) -> WriteAction:
+    """The paper's exploration: Gaussian noise on each decoded part, clipped to its range, attention renormalised.
+
+    :param std: one standard deviation for all parts, or four (attention, erase, content, input gate).
+        The paper uses variance 0.05, i.e. ``std = 0.05 ** 0.5``.
+    """
+    stds = [float(std)] * 4 if np.isscalar(std) else [float(s) for s in std]
+    if len(stds) != 4:
+        raise ValueError("std must be a scalar or four values (attention, erase, content, input gate)")
+    ranges = ((0.0, 1.0), (0.0, 1.0), (-1.0, 1.0), (0.0, 1.0))
+    noisy = []
+    for x, s, (lo, hi) in zip(parts, stds, ranges):
+        if isinstance(x, torch.Tensor):
+            noise = torch.randn(x.shape, generator=rng, device=x.device, dtype=x.dtype) * s
+        else:
+            noise = (rng or np.random.default_rng()).normal(0.0, s, size=x.shape).astype(x.dtype)
+        noisy.append(_clip(x + noise, lo, hi))
+    noisy[0] = normalize_attention(noisy[0])
+    return WriteAction(*noisy)
+
+
+def _mlp(n_in: int, hidden: Sequence[int], n_out: int) -> nn.Sequential:
+    layers: list = []
+    for h in hidden:
+        layers += [nn.Linear(n_in, h), nn.ReLU()]
+        n_in = h
+    layers.append(nn.Linear(n_in, n_out))
+    return nn.Sequential(*layers)
+
+
+class MemoryPredictor(nn.Module):
+    """Attention read-out of the memory plus the learnable initial memory ``m0``.
+
+    ``w = softmax_n(score([e, m(n)]))`` per read head, ``read = sum_n w(n) m(n)``,
+    ``y = out([read_1, ..., read_H, e])``. With ``hidden=()`` and one head, both are single FC layers, as in
+    the paper.
+
+    :param embed_dim: segment embedding size ``d_e``
+    :param n_slots: memory slots ``N``
+    :param memory_dim: slot size ``d``
+    :param n_targets: outputs (e.g. valence and arousal)
+    :param hidden: hidden layer sizes of the score and output networks
+    :param read_heads: number of independent attention reads
+    :param m0_scale: std of the random initial ``m0`` (distinct slots break the symmetry between slots)
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        n_slots: int,
+        memory_dim: int,
+        n_targets: int = 2,
+        hidden: Sequence[int] = (64,),
+        read_heads: int = 1,
+        m0_scale: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.embed_dim, self.n_slots, self.memory_dim = embed_dim, n_slots, memory_dim
+        self.n_targets, self.hidden, self.read_heads = n_targets, tuple(hidden), read_heads
+        self.m0 = nn.Parameter(torch.randn(n_slots, memory_dim) * m0_scale)
+        self.score = _mlp(embed_dim + memory_dim, self.hidden, read_heads)
+        self.out = _mlp(read_heads * memory_dim + embed_dim, self.hidden, n_targets)
+        self._np_cache: tuple = (None, None)
+
+    def config(self) -> dict:
+        """Constructor arguments (to rebuild the module when loading)."""
+        return dict(embed_dim=self.embed_dim, n_slots=self.n_slots, memory_dim=self.memory_dim,
+                    n_targets=self.n_targets, hidden=list(self.hidden), read_heads=self.read_heads)
+
+    def attention(self, embedding: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """Read weights ``(B, H, N)`` for embeddings ``(B, d_e)`` and memories ``(B, N, d)``."""
+        e = embedding.unsqueeze(-2).expand(*memory.shape[:-1], embedding.shape[-1])
+        logits = self.score(torch.cat([e, memory], dim=-1))  # (B, N, H)
+        return torch.softmax(logits, dim=-2).transpose(-1, -2)
+
+    def forward(self, embedding: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """Predictions ``(B, n_targets)`` from the afterstate ``(e_t, m_t)``."""
+        w = self.attention(embedding, memory)  # (B, H, N)
+        read = (w @ memory).flatten(-2)  # (B, H * d)
+        return self.out(torch.cat([read, embedding], dim=-1))
+
+    # ---- fast NumPy path for the environment's per-step forward ---------------------------------------
+    def _numpy_weights(self) -> tuple:
+        params = self.__dict__.get("_param_list")
+        if params is None:
+            params = self._param_list = list(self.parameters())
+        versions = [p._version for p in params]
+        if self._np_cache[0] != versions:
+            with torch.no_grad():
+                def export(net: nn.Sequential) -> list:
+                    return [(np.ascontiguousarray(m.weight.detach().cpu().numpy().T, dtype=np.float32),
+                             m.bias.detach().cpu().numpy().astype(np.float32)) for m in net if isinstance(m, nn.Linear)]
+                score, out = export(self.score), export(self.out)
+                (w0, b0), d_e = score[0], self.embed_dim
+                self._np_cache = (versions, (w0[:d_e].copy(), w0[d_e:].copy(), b0, score[1:], out))
+        return self._np_cache[1]
+
+    def predict_numpy(self, embedding: np.ndarray, memory: np.ndarray) -> np.ndarray:
+        """Single-step forward in NumPy (``(d_e,)``, ``(N, d)`` -> ``(n_targets,)``), equal to :meth:`forward`.
+
+        Weights are re-exported only when a parameter changed in place (optimizer steps bump the version
+        counters), so an agent that trains the shared module is always seen up to date.
+        """
+        w_e, w_m, b0, score_rest, out_layers = self._numpy_weights()
+        h = memory @ w_m + (embedding @ w_e + b0)  # first layer split: e once, slots once
+        for w, b in score_rest:
+            h = np.maximum(h, 0.0) @ w + b
+        p = np.exp(h - h.max(axis=0))
+        read = (p.T @ memory) / p.sum(axis=0)[:, None]  # (H, d)
+        z = np.concatenate([read.ravel(), embedding])
+        w, b = out_layers[0]
+        z = z @ w + b
+        for w, b in out_layers[1:]:
+            z = np.maximum(z, 0.0) @ w + b
+        return z

@@ -1,0 +1,68 @@
+"""Shared command-line plumbing: the training options every ``agents.train*`` entry point accepts."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from affect_env.data import DataError
+from agents.config import TrainConfig
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m agents.train_ddpg`` (the defaults come from :class:`TrainConfig`)."""
+    d = TrainConfig()
+    parser.add_argument("--env", default=d.env, help="environment id (only LiRISMemory-v0)")
+    parser.add_argument("--dataset", default=None, help="'synthetic' (default) or a data directory")
+    parser.add_argument("--targets", default=None, help="comma-separated target columns (default valence,arousal)")
+    parser.add_argument("--segment-seconds", type=float, default=None, help="segment length for real data")
+    parser.add_argument("--n-slots", type=int, default=None, help=f"memory slots N (default {d.n_slots})")
+    parser.add_argument("--memory-dim", type=int, default=None, help=f"slot size d (default {d.memory_dim})")
+    parser.add_argument("--tau", type=float, default=None, help=f"target network update rate (default {d.tau})")
+    parser.add_argument("--gamma", type=float, default=None, help=f"discount, the paper's lambda (default {d.gamma})")
+    parser.add_argument("--timesteps", type=int, default=None, help=f"environment steps (default {d.timesteps})")
+    parser.add_argument("--seed", type=int, default=None, help=f"random seed (default {d.seed})")
+    parser.add_argument("--device", default=None, help="auto (CUDA when present), cpu or cuda")
+    parser.add_argument("--encoder", default=None, help="lstm (pretrained, default), pooling, or a saved encoder")
+    parser.add_argument("--config", type=Path, default=None, help="JSON file of config fields (e.g. tuning's best)")
+    parser.add_argument("--out", default=None, help="run directory (default runs/default)")
+    parser.add_argument("--resume", default=None, metavar="RUN", help="continue the interrupted run in RUN")
+    parser.add_argument("--paper-faithful", action="store_true", help="the paper's recipe as written")
+    parser.add_argument("--split-manifest", default=None, help="split manifest for table datasets (CSV/JSON or name)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
+    """Defaults < ``--config`` file < explicit command-line options < ``overrides``."""
+    cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
+    if args.paper_faithful:
+        cfg.apply_paper_faithful()
+    explicit = {
+        "env": args.env, "dataset": args.dataset, "segment_seconds": args.segment_seconds,
+        "n_slots": args.n_slots, "memory_dim": args.memory_dim, "tau": args.tau, "gamma": args.gamma,
+        "timesteps": args.timesteps, "seed": args.seed, "device": args.device, "encoder": args.encoder,
+        "out": args.out,
+    }
+    if args.targets:
+        explicit["targets"] = [t.strip() for t in args.targets.split(",") if t.strip()]
+    if args.split_manifest:
+        explicit["dataset_options"] = dict(cfg.dataset_options, manifest=args.split_manifest)
+    cfg = cfg.update({k: v for k, v in explicit.items() if v is not None}, "command line")
+    cfg = cfg.update(overrides) if overrides else cfg
+    if cfg.env.split(":")[-1] != "LiRISMemory-v0":
+        raise ValueError(f"--env {cfg.env}: only LiRISMemory-v0 is provided by this project")
+    return cfg
+
+
+def run_cli(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``main``; bad data or arguments print one ``error:`` line and exit 2, without a traceback."""
+    try:
+        return main(argv)
+    except (DataError, ValueError, FileNotFoundError, KeyError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: continue with --resume RUN_DIR (the last checkpoint is kept)", file=sys.stderr)
+        return 130

@@ -1,0 +1,63 @@
+"""Metrics for continuous emotion curves: MSE, MAE, PCC, CCC per target, and ``gap_closed``."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def pcc(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Pearson correlation (NaN when either side is constant)."""
+    p, t = pred - pred.mean(), truth - truth.mean()
+    denom = np.sqrt((p ** 2).sum() * (t ** 2).sum())
+    return float((p * t).sum() / denom) if denom > 0 else float("nan")
+
+
+def ccc(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Lin's concordance correlation coefficient."""
+    cov = ((pred - pred.mean()) * (truth - truth.mean())).mean()
+    denom = pred.var() + truth.var() + (pred.mean() - truth.mean()) ** 2
+    return float(2 * cov / denom) if denom > 0 else float("nan")
+
+
+def gap_closed(mse_model: float, mse_no_memory: float, mse_oracle: float) -> float:
+    """``(MSE_no_memory - MSE_model) / (MSE_no_memory - MSE_oracle)``: 0 = memory-less optimum, 1 = oracle."""
+    return float((mse_no_memory - mse_model) / (mse_no_memory - mse_oracle))
+
+
+def _row(scope: str, pred: np.ndarray, truth: np.ndarray, names: Sequence[str],
+         oracle: Optional[np.ndarray], no_memory: Optional[np.ndarray]) -> dict:
+    row: dict = {"scope": scope, "segments": len(truth)}
+    for k, name in enumerate(names):
+        p, t = pred[:, k].astype(np.float64), truth[:, k].astype(np.float64)
+        row[f"{name}_mse"] = float(((p - t) ** 2).mean())
+        row[f"{name}_mae"] = float(np.abs(p - t).mean())
+        row[f"{name}_pcc"] = pcc(p, t)
+        row[f"{name}_ccc"] = ccc(p, t)
+    row["mse"] = float(((pred - truth) ** 2).mean())
+    if oracle is not None and no_memory is not None:
+        row["mse_oracle"] = float(((oracle - truth) ** 2).mean())
+        row["mse_no_memory"] = float(((no_memory - truth) ** 2).mean())
+        row["gap_closed"] = gap_closed(row["mse"], row["mse_no_memory"], row["mse_oracle"])
+    return row
+
+
+def evaluate_predictions(predictions: Sequence[np.ndarray], dataset) -> pd.DataFrame:
+    """One row for the whole split (``scope="global"``) and one per movie.
+
+    :param predictions: one ``(T, n_targets)`` array per movie of ``dataset``, in order
+    :param dataset: the :class:`~affect_env.data.MovieDataset` the predictions are for
+    """
+    names = dataset.target_names
+    has_oracle = dataset.has_oracle
+    rows = []
+    all_p = np.concatenate(predictions)
+    all_t = np.concatenate([m.targets for m in dataset])
+    oracle = np.concatenate([m.oracle for m in dataset]) if has_oracle else None
+    no_mem = np.concatenate([m.no_memory for m in dataset]) if has_oracle else None
+    rows.append(_row("global", all_p, all_t, names, oracle, no_mem))
+    for movie, pred in zip(dataset, predictions):
+        rows.append(_row(movie.movie_id, pred, movie.targets, names,
+                         movie.oracle if has_oracle else None, movie.no_memory if has_oracle else None))
+    return pd.DataFrame(rows)

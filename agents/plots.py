@@ -1,0 +1,61 @@
+"""Figures a person can open: predictions vs truth (paper Fig. 7), memory-write heatmap (Fig. 6), curves."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def plot_predictions(path: Path, movies: Sequence, predictions: Sequence[np.ndarray], target_names: Sequence[str],
+                     max_movies: int = 3) -> None:
+    """Predicted vs true curves for the first ``max_movies`` movies, one row per movie, one column per target."""
+    n = min(max_movies, len(movies))
+    fig, axes = plt.subplots(n, len(target_names), figsize=(6 * len(target_names), 2.4 * n), squeeze=False)
+    for r in range(n):
+        movie, pred = movies[r], predictions[r]
+        for c, name in enumerate(target_names):
+            ax = axes[r, c]
+            ax.plot(movie.times, movie.targets[:, c], color="0.3", lw=1, label="truth")
+            if movie.oracle is not None:
+                ax.plot(movie.times, movie.oracle[:, c], color="tab:green", lw=0.8, alpha=0.6, label="oracle")
+            ax.plot(movie.times, pred[:, c], color="tab:red", lw=1, label="prediction")
+            ax.set_title(f"{movie.movie_id} — {name}", fontsize=9)
+            ax.set_xlabel("time (s)")
+    axes[0, 0].legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_memory_attention(path: Path, movie_id: str, attention: np.ndarray, times: np.ndarray) -> None:
+    """Heatmap of the write attention over slots (rows) along the movie (columns)."""
+    fig, ax = plt.subplots(figsize=(10, 2.8))
+    im = ax.imshow(attention.T, aspect="auto", interpolation="nearest", cmap="viridis",
+                   extent=(float(times[0]), float(times[-1]) + 1, attention.shape[1] - 0.5, -0.5))
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("memory slot")
+    ax.set_title(f"memory-write attention, {movie_id}")
+    fig.colorbar(im, ax=ax, label="attention")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_training_curves(path: Path, log: pd.DataFrame) -> None:
+    """Validation MSE (and gap_closed when known) against environment steps."""
+    cols = [c for c in ("mse", "gap_closed") if c in log.columns]
+    fig, axes = plt.subplots(1, len(cols), figsize=(5 * len(cols), 3.2), squeeze=False)
+    for ax, col in zip(axes[0], cols):
+        ax.plot(log["timesteps"], log[col], marker="o")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(f"validation {col}")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

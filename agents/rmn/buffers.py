@@ -1,0 +1,174 @@
+"""Replay buffer of the RMN agent: afterstates plus the labels read from ``infos``.
+
+Each stored step ``t`` keeps the segment embedding ``e_t``, the afterstate memory ``m_t`` (the memory after
+the write, i.e. ``next_obs["memory"]``), the ground-truth ``target_t`` from ``info["target"]``, the segment
+index ``t``, an episode number and the end-of-movie flag. Rewards are *not* used for learning: they are
+recomputed at update time with the current predictor (stored rewards go stale as it learns), and actions
+are not needed because the afterstate critic only sees ``m_t``.
+
+Steps are stored in order, so neighbours in the buffer are neighbours in the movie: ``m_{t-1}`` is the
+previous slot's afterstate (or ``m0`` at ``t = 0``) and ``e_{t+1}`` the next slot's segment. This is what
+lets :meth:`sample_windows` return contiguous windows and long jumps within one movie at no extra storage.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.buffers import BaseBuffer
+
+
+class WindowSamples(NamedTuple):
+    """``B`` windows of ``L`` consecutive steps (index ``[b, i]`` = step ``s_b + i``)."""
+
+    segments: torch.Tensor  # (B, L + 1, d_e): e_s .. e_{s+L} (the last one for bootstrapping)
+    prev_memory: torch.Tensor  # (B, N, d): m_{s-1} as stored (ignore where starts_movie)
+    starts_movie: torch.Tensor  # (B,) bool: t_s == 0, use the live m0 instead
+    afterstates: torch.Tensor  # (B, L, N, d): stored m_s .. m_{s+L-1}
+    targets: torch.Tensor  # (B, L, n_targets)
+    dones: torch.Tensor  # (B, L) float: 1 where the movie ends at that step
+    alive: torch.Tensor  # (B, L) float: 0 after the movie ended inside the window
+
+
+class JumpSamples(NamedTuple):
+    """Pairs (step ``i``, a later step ``j`` of the same movie)."""
+
+    segment: torch.Tensor  # (B, d_e) e_i
+    prev_memory: torch.Tensor  # (B, N, d) m_{i-1}
+    starts_movie: torch.Tensor  # (B,) bool
+    later_segment: torch.Tensor  # (B, d_e) e_j
+    later_target: torch.Tensor  # (B, n_targets) y_j
+    distance: torch.Tensor  # (B,) j - i
+
+
+class LabelReplayBuffer(BaseBuffer):
+    """Ordered replay of afterstates and labels for the RMN agent (``n_envs`` must be 1).
+
+    :param buffer_size: maximum number of stored steps
+    :param observation_space: the env's ``Dict(segment, memory)`` space
+    :param action_space: the env's action space (actions themselves are not stored)
+    :param device: where sampled tensors go
+    :param n_envs: must be 1 (steps of one env are stored in order)
+    """
+
+    def __init__(self, buffer_size: int, observation_space: spaces.Dict, action_space: spaces.Space,
+                 device: Any = "auto", n_envs: int = 1, **_unused: Any) -> None:
+        super().__init__(buffer_size, observation_space, action_space, device, n_envs=n_envs)
+        if n_envs != 1:
+            raise ValueError("LabelReplayBuffer stores the steps of one env in order: use n_envs=1")
+        seg_shape = observation_space["segment"].shape
+        mem_shape = observation_space["memory"].shape
+        self.segments = np.zeros((buffer_size, *seg_shape), np.float32)
+        self.afterstates = np.zeros((buffer_size, *mem_shape), np.float32)
+        self.targets: Optional[np.ndarray] = None  # allocated on the first add (size from info["target"])
+        self.t = np.full(buffer_size, -1, np.int64)
+        self.episode = np.full(buffer_size, -1, np.int64)
+        self.dones = np.zeros(buffer_size, np.float32)
+        self._episode = 0
+
+    def add(self, obs: dict, next_obs: dict, action: np.ndarray, reward: np.ndarray, done: np.ndarray,
+            infos: list) -> None:
+        info = infos[0]
+        if "target" not in info:
+            raise KeyError("LabelReplayBuffer needs info['target'] from the env (LiRISMemory-v0 provides it)")
+        target = np.asarray(info["target"], np.float32)
+        if self.targets is None:
+            self.targets = np.zeros((self.buffer_size, len(target)), np.float32)
+        p = self.pos
+        self.segments[p] = obs["segment"][0]
+        self.afterstates[p] = next_obs["memory"][0]
+        self.targets[p] = target
+        self.t[p] = int(info["t"])
+        self.episode[p] = self._episode
+        self.dones[p] = float(done[0])
+        if done[0]:
+            self._episode += 1
+        self.pos += 1
+        if self.pos == self.buffer_size:
+            self.full, self.pos = True, 0
+
+    # ---- sampling ----------------------------------------------------------------------------------------
+    def _valid_starts(self, length: int, n: int) -> np.ndarray:
+        """``n`` start indices whose window of ``length`` steps lies inside one stored movie stretch."""
+        size = self.size()
+        out = np.empty(0, np.int64)
+        for _ in range(100):
+            cand = np.random.randint(0, size, size=2 * n + 8)
+            ok = self._window_ok(cand, length)
+            out = np.concatenate([out, cand[ok]])
+            if len(out) >= n:
+                return out[:n]
+        raise RuntimeError(f"could not sample {n} windows of length {length} from {size} stored steps")
+
+    def _window_ok(self, start: np.ndarray, length: int) -> np.ndarray:
+        ok = np.ones(len(start), bool)
+        # the previous step must be stored (or the window starts the movie)
+        prev = (start - 1) % self.buffer_size
+        ok &= (self.t[start] == 0) | ((self.episode[prev] == self.episode[start]) & (self.t[prev] == self.t[start] - 1))
+        # every later step up to the bootstrap segment must be stored, unless the movie ended before
+        ended = np.zeros(len(start), bool)
+        for i in range(1, length + 1):
+            idx = (start + i) % self.buffer_size
+            same = (self.episode[idx] == self.episode[start]) & (self.t[idx] == self.t[start] + i)
+            was_done = self.dones[(start + i - 1) % self.buffer_size] > 0
+            ended |= was_done
+            ok &= ended | (same & self._written(idx))
+        return ok
+
+    def _written(self, idx: np.ndarray) -> np.ndarray:
+        if self.full:
+            return np.ones(len(idx), bool)
+        return idx < self.pos
+
+    def sample_windows(self, batch_size: int, length: int = 1) -> WindowSamples:
+        """``batch_size`` windows of ``length`` consecutive steps (``length = 1``: plain one-step samples)."""
+        start = self._valid_starts(length, batch_size)
+        steps = (start[:, None] + np.arange(length + 1)[None, :]) % self.buffer_size  # (B, L + 1)
+        dones = self.dones[steps[:, :length]]
+        alive = np.concatenate([np.ones((len(start), 1), np.float32),
+                                1.0 - np.maximum.accumulate(dones, axis=1)[:, :-1]], axis=1)
+        segments = self.segments[steps]
+        return WindowSamples(
+            segments=self.to_torch(segments),
+            prev_memory=self.to_torch(self.afterstates[(start - 1) % self.buffer_size]),
+            starts_movie=torch.as_tensor(self.t[start] == 0, device=self.device),
+            afterstates=self.to_torch(self.afterstates[steps[:, :length]]),
+            targets=self.to_torch(self.targets[steps[:, :length]]),
+            dones=self.to_torch(dones),
+            alive=self.to_torch(alive),
+        )
+
+    def sample_jumps(self, batch_size: int, max_distance: int) -> JumpSamples:
+        """Pairs of steps ``(i, j)`` of one movie with ``j - i`` log-uniform in ``[1, max_distance]``."""
+        size = self.size()
+        starts, later = np.empty(0, np.int64), np.empty(0, np.int64)
+        for _ in range(100):
+            n = 2 * batch_size + 8
+            i = np.random.randint(0, size, size=n)
+            dist = np.exp(np.random.uniform(0.0, np.log(max_distance + 1), size=n)).astype(np.int64).clip(1, max_distance)
+            j = (i + dist) % self.buffer_size
+            prev = (i - 1) % self.buffer_size
+            ok = (self.episode[j] == self.episode[i]) & (self.t[j] == self.t[i] + dist) & self._written(j)
+            ok &= (self.t[i] == 0) | ((self.episode[prev] == self.episode[i]) & (self.t[prev] == self.t[i] - 1))
+            starts, later = np.concatenate([starts, i[ok]]), np.concatenate([later, j[ok]])
+            if len(starts) >= batch_size:
+                break
+        if len(starts) == 0:
+            raise RuntimeError("no pair of steps of one movie in the buffer yet")
+        starts, later = starts[:batch_size], later[:batch_size]
+        return JumpSamples(
+            segment=self.to_torch(self.segments[starts]),
+            prev_memory=self.to_torch(self.afterstates[(starts - 1) % self.buffer_size]),
+            starts_movie=torch.as_tensor(self.t[starts] == 0, device=self.device),
+            later_segment=self.to_torch(self.segments[later]),
+            later_target=self.to_torch(self.targets[later]),
+            distance=torch.as_tensor(self.t[later] - self.t[starts], device=self.device),
+        )
+
+    def sample(self, batch_size: int, env=None) -> WindowSamples:  # SB3 API
+        return self.sample_windows(batch_size, 1)
+
+    def _get_samples(self, batch_inds: np.ndarray, env=None):  # pragma: no cover - not used
+        raise NotImplementedError("use sample_windows / sample_jumps")

@@ -1,0 +1,102 @@
+"""Networks of the RMN agent, shared across memory slots.
+
+Every network applies one small MLP to each slot's ``[e_t, m(n), mean_n m]`` (plus a learned slot
+embedding, so slots can specialise), which fits the problem's symmetry and costs ``O(N)`` small matmuls
+instead of flat ``N d``-wide layers.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from affect_env.memory import WriteAction
+
+
+def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: type = nn.ReLU) -> nn.Sequential:
+    """``Linear -> activation`` for each hidden size, then a final ``Linear`` to ``n_out``."""
+    layers: list = []
+    for h in hidden:
+        layers += [nn.Linear(n_in, h), activation()]
+        n_in = h
+    layers.append(nn.Linear(n_in, n_out))
+    return nn.Sequential(*layers)
+
+
+class SlotFeatures(nn.Module):
+    """Per-slot input ``[e, m(n), mean_n m, slot_embedding(n)]`` -> hidden features ``(B, N, hidden[-1])``.
+
+    The first layer is split so that the embedding's part is computed once per sample, not once per slot.
+    """
+
+    def __init__(self, embed_dim: int, n_slots: int, memory_dim: int, hidden: Sequence[int], slot_embed_dim: int = 8):
+        super().__init__()
+        self.slot_embedding = nn.Parameter(torch.randn(n_slots, slot_embed_dim) * 0.5)
+        self.embed_in = nn.Linear(embed_dim, hidden[0])
+        self.slot_in = nn.Linear(2 * memory_dim + slot_embed_dim, hidden[0], bias=False)
+        self.rest = mlp(hidden[0], hidden[1:-1], hidden[-1]) if len(hidden) > 1 else None
+        self.out_dim = hidden[-1]
+
+    def forward(self, embedding: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        b, n, _ = memory.shape
+        pooled = memory.mean(dim=1, keepdim=True).expand_as(memory)
+        slots = self.slot_embedding.unsqueeze(0).expand(b, -1, -1)
+        h = self.slot_in(torch.cat([memory, pooled, slots], dim=-1)) + self.embed_in(embedding).unsqueeze(1)
+        h = torch.relu(h)
+        return h if self.rest is None else torch.relu(self.rest(h))
+
+
+class SlotActor(nn.Module):
+    """Deterministic write policy ``mu(e_t, m_{t-1})`` returning the four parts of the write.
+
+    Attention is a softmax over per-slot logits; erase and input gates are sigmoids, content is tanh.
+
+    :param erase_bias: initial bias of the erase-gate logits (negative: keep the memory by default)
+    :param input_bias: initial bias of the input-gate logits
+    """
+
+    def __init__(self, embed_dim: int, n_slots: int, memory_dim: int, hidden: Sequence[int] = (128, 128),
+                 erase_bias: float = 0.0, input_bias: float = 0.0):
+        super().__init__()
+        self.n_slots, self.memory_dim = n_slots, memory_dim
+        self.features = SlotFeatures(embed_dim, n_slots, memory_dim, hidden)
+        self.head = nn.Linear(self.features.out_dim, 1 + 3 * memory_dim)
+        with torch.no_grad():
+            d = memory_dim
+            self.head.bias[1:1 + d].fill_(erase_bias)
+            self.head.bias[1 + 2 * d:].fill_(input_bias)
+
+    def forward(self, embedding: torch.Tensor, memory: torch.Tensor) -> WriteAction:
+        out = self.head(self.features(embedding, memory))  # (B, N, 1 + 3d)
+        d = self.memory_dim
+        attention = torch.softmax(out[..., 0], dim=-1)
+        erase = torch.sigmoid(out[..., 1:1 + d])
+        content = torch.tanh(out[..., 1 + d:1 + 2 * d])
+        input_gate = torch.sigmoid(out[..., 1 + 2 * d:])
+        return WriteAction(attention, erase, content, input_gate)
+
+
+class AfterstateCritic(nn.Module):
+    """``Q(e_t, m_t)``: the value of the memory *after* the write, read with attention over slots.
+
+    Per-slot features are pooled by a learned softmax attention and by their mean, then mapped to a scalar.
+    The last layer starts at zero (as for synthetic-gradient models) so early gradients into the actor are
+    small and unbiased.
+    """
+
+    def __init__(self, embed_dim: int, n_slots: int, memory_dim: int, hidden: Sequence[int] = (128, 128)):
+        super().__init__()
+        self.features = SlotFeatures(embed_dim, n_slots, memory_dim, hidden)
+        h = self.features.out_dim
+        self.attend = nn.Linear(h, 1)
+        self.value = mlp(2 * h + embed_dim, (h,), 1)
+        with torch.no_grad():
+            self.value[-1].weight.zero_()
+            self.value[-1].bias.zero_()
+
+    def forward(self, embedding: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        f = self.features(embedding, memory)  # (B, N, h)
+        w = torch.softmax(self.attend(f), dim=1)
+        pooled = torch.cat([(w * f).sum(dim=1), f.mean(dim=1), embedding], dim=-1)
+        return self.value(pooled)  # (B, 1)

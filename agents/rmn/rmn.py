@@ -1,0 +1,210 @@
+"""RMN: DDPG with an afterstate critic and a jointly trained predictor (the paper's method, plus options).
+
+The actor writes the memory, the critic values the memory *after* the write, and the predictor reads it:
+
+* critic:  ``Q(e_t, m_t) <- r_t + gamma Q'(e_{t+1}, T(m_t, mu'(e_{t+1}, m_t)))`` (no bootstrap at a movie's
+  end), with ``r_t = -MAE(pred(e_t, m_t), y_t)`` recomputed with the *current* predictor from the stored
+  label, since stored rewards go stale as the predictor learns;
+* actor + predictor (one optimizer): maximise ``r_t + gamma Q(e_{t+1}, T(m_t, mu(e_{t+1}, m_t)))`` with
+  ``m_t = T(m_{t-1}, mu(e_t, m_{t-1}))``; ``m0`` is trained through the first write of each movie.
+
+Options that go beyond the paper (each off in ``paper_faithful()``): an actor objective over ``window``
+consecutive writes before bootstrapping with the critic, a long-range "jump" loss that asks the memory
+written at step ``i`` to help predict step ``j = i + k`` of the same movie, per-part exploration noise,
+gate-bias initialisation and a reward scale.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from stable_baselines3 import DDPG
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.utils import polyak_update
+
+from affect_env.memory import WriteAction, add_exploration_noise, encode_action, write
+from agents.rmn.buffers import LabelReplayBuffer
+from agents.rmn.policies import RMNPolicy
+
+PAPER_NOISE_STD = 0.05 ** 0.5  # the paper's exploration: variance 0.05 on each action part
+
+
+class RMN(DDPG):
+    """Reinforcement-learned Memory Network agent (Stable-Baselines3 DDPG subclass).
+
+    :param policy: ``"RMNPolicy"`` (or the class)
+    :param env: a ``LiRISMemory-v0`` env (one env; its predictor is replaced by this agent's, "shared" mode)
+    :param learning_rate: Adam learning rate of the actor + predictor and of the critic
+    :param buffer_size: replay size in steps
+    :param learning_starts: random-write steps before learning starts
+    :param batch_size: minibatch size (windows)
+    :param tau: soft update coefficient of the target actor and critic
+    :param gamma: discount, the paper's lambda
+    :param train_freq: update the model every ``train_freq`` steps
+    :param gradient_steps: updates per ``train_freq`` (the update-to-data ratio)
+    :param exploration_std: Gaussian noise std on the decoded attention, erase, content and input gate (one
+        value or four); noisy parts are clipped to range and the attention renormalised
+    :param window: writes unrolled in the actor objective before bootstrapping with the critic (1 = paper)
+    :param jump_weight: weight of the long-range jump loss (0 = paper)
+    :param jump_distance: largest ``j - i`` of the jump loss (distances are log-uniform in ``[1, jump_distance]``)
+    :param reward_scale: multiplies the recomputed reward in both objectives
+    """
+
+    policy_aliases = {"RMNPolicy": RMNPolicy}
+    policy: RMNPolicy
+
+    def __init__(
+        self,
+        policy: Union[str, type[RMNPolicy]],
+        env: Union[GymEnv, str],
+        learning_rate: Union[float, Schedule] = 3e-4,
+        buffer_size: int = 300_000,
+        learning_starts: int = 2_000,
+        batch_size: int = 128,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: Union[int, tuple[int, str]] = 1,
+        gradient_steps: int = 1,
+        exploration_std: Union[float, Sequence[float]] = PAPER_NOISE_STD,
+        window: int = 1,
+        jump_weight: float = 0.0,
+        jump_distance: int = 400,
+        reward_scale: float = 1.0,
+        tensorboard_log: Optional[str] = None,
+        policy_kwargs: Optional[dict[str, Any]] = None,
+        verbose: int = 0,
+        seed: Optional[int] = None,
+        device: Union[torch.device, str] = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        super().__init__(
+            policy, env, learning_rate=learning_rate, buffer_size=buffer_size, learning_starts=learning_starts,
+            batch_size=batch_size, tau=tau, gamma=gamma, train_freq=train_freq, gradient_steps=gradient_steps,
+            action_noise=None, replay_buffer_class=LabelReplayBuffer, tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs, verbose=verbose, seed=seed, device=device, _init_setup_model=False,
+        )
+        self.exploration_std = exploration_std if np.isscalar(exploration_std) else list(exploration_std)
+        self.window = int(window)
+        self.jump_weight, self.jump_distance = float(jump_weight), int(jump_distance)
+        self.reward_scale = float(reward_scale)
+        if _init_setup_model:
+            self._setup_model()
+
+    # ---- setup -----------------------------------------------------------------------------------------
+    def _setup_model(self) -> None:
+        if self.n_envs != 1:
+            raise ValueError("RMN trains on one env (its replay keeps each movie's steps in order)")
+        super()._setup_model()
+        self.predictor = self.policy.predictor
+        if self.env is not None:
+            self.share_predictor_with_env()
+
+    def share_predictor_with_env(self) -> None:
+        """Make the env evaluate (not train) this agent's predictor and start movies from its ``m0``."""
+        self.env.env_method("set_predictor", self.policy.predictor, "shared")
+
+    def set_env(self, env, force_reset: bool = True) -> None:
+        super().set_env(env, force_reset=force_reset)
+        self.share_predictor_with_env()
+
+    def _excluded_save_params(self) -> list[str]:
+        return super()._excluded_save_params() + ["predictor"]
+
+    # ---- exploration: the paper's per-part noise ---------------------------------------------------------
+    def _sample_action(self, learning_starts: int, action_noise=None, n_envs: int = 1) -> tuple:
+        if self.num_timesteps < learning_starts:
+            action = np.array([self.action_space.sample() for _ in range(n_envs)])
+            return action, action
+        obs, _ = self.policy.obs_to_tensor(self._last_obs)
+        with torch.no_grad():
+            parts = self.policy.write_parts(obs)
+            parts = add_exploration_noise(parts, self.exploration_std)
+            action = encode_action(parts).cpu().numpy()
+        return action, action
+
+    # ---- learning --------------------------------------------------------------------------------------
+    def _reward(self, embedding: torch.Tensor, memory: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``-MAE`` of the current predictor on afterstates, ``(B,)``, times ``reward_scale``."""
+        return -(self.predictor(embedding, memory) - target).abs().mean(dim=-1) * self.reward_scale
+
+    def _start_memory(self, prev_memory: torch.Tensor, starts_movie: torch.Tensor) -> torch.Tensor:
+        """``m_{t-1}``: the stored memory, or the live (trainable) ``m0`` where the window starts a movie."""
+        m0 = self.predictor.m0.unsqueeze(0).expand_as(prev_memory)
+        return torch.where(starts_movie[:, None, None], m0, prev_memory)
+
+    def _critic_loss(self, batch) -> tuple:
+        e, m, y = batch.segments[:, 0], batch.afterstates[:, 0], batch.targets[:, 0]
+        with torch.no_grad():
+            e_next = batch.segments[:, 1]
+            m_next = write(m, self.actor_target(e_next, m))
+            bootstrap = self.critic_target(e_next, m_next).squeeze(-1)
+            target_q = self._reward(e, m, y) + self.gamma * (1.0 - batch.dones[:, 0]) * bootstrap
+        q = self.critic(e, m).squeeze(-1)
+        return F.mse_loss(q, target_q), q.mean().item()
+
+    def _actor_loss(self, batch) -> tuple:
+        """``-(sum_i gamma^i r_{s+i} + gamma^L Q(e_{s+L}, T(m_{s+L-1}, mu(...))))`` over the window."""
+        m = self._start_memory(batch.prev_memory, batch.starts_movie)
+        ret = torch.zeros(len(m), device=m.device)
+        discount, maes = 1.0, []
+        for i in range(self.window):
+            e = batch.segments[:, i]
+            m = write(m, self.actor(e, m))
+            r = self._reward(e, m, batch.targets[:, i])
+            ret = ret + discount * batch.alive[:, i] * r
+            maes.append(-r.detach().mean().item() / self.reward_scale)
+            discount *= self.gamma
+        keep_going = batch.alive[:, -1] * (1.0 - batch.dones[:, -1])
+        e_next = batch.segments[:, self.window]
+        m_next = write(m, self.actor(e_next, m))
+        ret = ret + discount * keep_going * self.critic(e_next, m_next).squeeze(-1)
+        return -ret.mean(), float(np.mean(maes))
+
+    def _jump_loss(self, batch_size: int) -> torch.Tensor:
+        """Memory written at step i must help predict step j = i + k of the same movie (no writes between)."""
+        jumps = self.replay_buffer.sample_jumps(batch_size, self.jump_distance)
+        m = self._start_memory(jumps.prev_memory, jumps.starts_movie)
+        m = write(m, self.actor(jumps.segment, m))
+        return (self.predictor(jumps.later_segment, m) - jumps.later_target).abs().mean()
+
+    def train(self, gradient_steps: int, batch_size: int = 128) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
+        logs: dict[str, list] = {"critic_loss": [], "actor_loss": [], "q": [], "predictor_mae": [], "jump_mae": []}
+        for _ in range(gradient_steps):
+            self._n_updates += 1
+            batch = self.replay_buffer.sample_windows(batch_size, self.window)
+
+            critic_loss, q_mean = self._critic_loss(batch)
+            self.critic.optimizer.zero_grad()
+            critic_loss.backward()
+            self.critic.optimizer.step()
+
+            actor_loss, mae = self._actor_loss(batch)
+            if self.jump_weight > 0:
+                jump = self._jump_loss(batch_size)
+                actor_loss = actor_loss + self.jump_weight * jump
+                logs["jump_mae"].append(jump.item())
+            self.actor.optimizer.zero_grad()
+            actor_loss.backward()
+            self.actor.optimizer.step()
+
+            polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+            polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
+            logs["critic_loss"].append(critic_loss.item())
+            logs["actor_loss"].append(actor_loss.item())
+            logs["q"].append(q_mean)
+            logs["predictor_mae"].append(mae)
+
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        for key, values in logs.items():
+            if values:
+                self.logger.record(f"train/{key}", float(np.mean(values)))
+
+    @staticmethod
+    def paper_faithful() -> dict:
+        """Keyword arguments that run the paper's recipe as written (one-step objective, paper noise)."""
+        return dict(exploration_std=PAPER_NOISE_STD, window=1, jump_weight=0.0, reward_scale=1.0,
+                    policy_kwargs=dict(erase_bias=0.0, input_bias=0.0))

@@ -1,0 +1,50 @@
+"""Streaming inference: run a write policy and a predictor along whole movies, memory flat in length."""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from affect_env.memory import MemoryPredictor, WriteAction, write
+
+
+@torch.no_grad()
+def rollout(
+    write_policy: Callable[[torch.Tensor, torch.Tensor], WriteAction],
+    predictor: MemoryPredictor,
+    embeddings: Sequence[np.ndarray],
+    device: str = "cpu",
+    batch_movies: int = 64,
+) -> list:
+    """Predict every segment of every movie, a batch of movies at a time, one segment at a time.
+
+    Only the current memory ``(B, N, d)`` is kept, so memory use does not grow with movie length.
+
+    :param write_policy: ``(e_t, m_{t-1}) -> WriteAction`` (e.g. an RMN actor)
+    :param predictor: reads ``(e_t, m_t)``; its ``m0`` starts every movie
+    :param embeddings: one ``(T_i, d_e)`` array per movie
+    :return: one dict per movie with ``prediction (T, n_targets)`` and ``attention (T, N)`` (the write's)
+    """
+    results: list = [None] * len(embeddings)
+    order = np.argsort([-len(e) for e in embeddings])  # batch movies of similar length together
+    for start in range(0, len(order), batch_movies):
+        idx = order[start:start + batch_movies]
+        lengths = np.array([len(embeddings[i]) for i in idx])
+        t_max = int(lengths.max())
+        e_all = np.zeros((len(idx), t_max, embeddings[idx[0]].shape[1]), np.float32)
+        for b, i in enumerate(idx):
+            e_all[b, :lengths[b]] = embeddings[i]
+        e_all_t = torch.as_tensor(e_all, device=device)
+        m = predictor.m0.unsqueeze(0).expand(len(idx), -1, -1).clone()
+        preds = np.zeros((len(idx), t_max, predictor.n_targets), np.float32)
+        atts = np.zeros((len(idx), t_max, predictor.n_slots), np.float32)
+        for t in range(t_max):
+            e = e_all_t[:, t]
+            parts = write_policy(e, m)
+            m = write(m, parts)
+            preds[:, t] = predictor(e, m).cpu().numpy()
+            atts[:, t] = parts.attention.cpu().numpy()
+        for b, i in enumerate(idx):
+            results[i] = {"prediction": preds[b, :lengths[b]], "attention": atts[b, :lengths[b]]}
+    return results

@@ -1,0 +1,209 @@
+"""Train an agent on ``LiRISMemory-v0`` end to end: data, encoder, learning, checkpoints, evaluation.
+
+``train(config)`` is what ``python -m agents.train_ddpg`` runs. A run directory holds::
+
+    config.json        the TrainConfig
+    encoder.pt         the segment encoder (with the train split's normalisation statistics)
+    checkpoint/        latest periodic checkpoint (model.zip, replay.pkl, state.json), written atomically
+    eval_log.csv       validation metrics during training (training curves)
+    model.zip          the final model (SB3 zip: actor, critic, predictor, m0, encoder, statistics)
+    metrics.csv        test metrics, global and per movie
+    predictions/       one CSV per test movie: time, prediction and truth per target
+    figures/           predictions.png, memory_attention.png, training_curves.png
+    tb/                TensorBoard logs
+    summary.json       headline numbers and wall time
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.utils import set_random_seed
+
+from affect_env.data import FeatureStats, MovieDataset, load_dataset
+from affect_env.encoder import PoolingEncoder, SegmentEncoder, pretrain_encoder
+from affect_env.env import LiRISMemoryEnv
+from agents.config import TrainConfig
+from agents.rmn import RMN
+
+SPLITS = ("train", "val", "test")
+
+
+def load_splits(cfg: TrainConfig) -> dict:
+    """``{split: MovieDataset}`` for the config's dataset and targets."""
+    return {s: load_dataset(cfg.dataset, s, targets=cfg.targets, segment_seconds=cfg.segment_seconds,
+                            **cfg.dataset_options) for s in SPLITS}
+
+
+def build_encoder(cfg: TrainConfig, data: dict, out: Path, progress: bool = True) -> SegmentEncoder:
+    """The run's segment encoder: reuse ``out/encoder.pt`` (resume), load a given one, or make/pretrain it."""
+    saved = out / "encoder.pt"
+    if saved.exists():
+        return SegmentEncoder.load(saved)
+    if cfg.encoder == "pooling":
+        encoder = PoolingEncoder(FeatureStats.fit(data["train"]))
+    elif cfg.encoder == "lstm":
+        encoder, history = pretrain_encoder(
+            data["train"], data["val"], hidden_size=cfg.encoder_hidden,
+            reconstruction_weight=cfg.encoder_reconstruction, epochs=cfg.encoder_epochs, seed=cfg.seed,
+            progress=progress)
+        pd.DataFrame(history).to_csv(out / "encoder_history.csv", index=False)
+    else:
+        path = Path(cfg.encoder)
+        if not path.exists():
+            raise ValueError(f"--encoder {cfg.encoder}: give 'lstm', 'pooling' or the path of a saved encoder")
+        encoder = SegmentEncoder.load(path)
+    encoder.save(saved)
+    return encoder
+
+
+def make_env(cfg: TrainConfig, dataset: MovieDataset, encoder: SegmentEncoder, **kwargs) -> LiRISMemoryEnv:
+    return LiRISMemoryEnv(dataset=dataset, encoder=encoder, n_slots=cfg.n_slots, memory_dim=cfg.memory_dim,
+                          targets=None, **kwargs)
+
+
+def make_rmn(cfg: TrainConfig, env: LiRISMemoryEnv, encoder: SegmentEncoder, tensorboard_log: Optional[str]) -> RMN:
+    """An RMN agent configured by ``cfg``, carrying ``encoder`` (weights and statistics) in its policy."""
+    policy_kwargs = dict(n_targets=env.n_targets, net_arch=list(cfg.net_arch),
+                         predictor_hidden=list(cfg.predictor_hidden), read_heads=cfg.read_heads,
+                         erase_bias=cfg.erase_bias, input_bias=cfg.input_bias, encoder_spec=encoder.spec())
+    model = RMN(
+        "RMNPolicy", env, learning_rate=cfg.learning_rate, buffer_size=min(cfg.buffer_size, cfg.timesteps + 1),
+        learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma,
+        train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps, exploration_std=cfg.exploration_std,
+        window=cfg.window, jump_weight=cfg.jump_weight, jump_distance=cfg.jump_distance,
+        reward_scale=cfg.reward_scale, tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs,
+        seed=cfg.seed, device=cfg.device,
+    )
+    model.policy.encoder.load_state_dict(encoder.state_dict())
+    return model
+
+
+def atomic_save_model(model, path: Path) -> None:
+    """``model.save`` to a temporary zip then rename, so a crash never leaves a half-written model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.zip")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class CheckpointAndEval(BaseCallback):
+    """Every ``eval_every`` steps: validation metrics to ``eval_log.csv``; every ``checkpoint_every``: an
+    atomic checkpoint (model, replay buffer, progress) that ``--resume`` continues from."""
+
+    def __init__(self, run_dir: Path, evaluate_fn, eval_every: int, checkpoint_every: int, t0: float,
+                 on_eval: Optional[Callable[[dict], None]] = None) -> None:
+        super().__init__()
+        self.run_dir, self.evaluate_fn, self.on_eval = run_dir, evaluate_fn, on_eval
+        self.eval_every, self.checkpoint_every, self.t0 = eval_every, checkpoint_every, t0
+        self.last_eval: Optional[dict] = None
+
+    def _on_step(self) -> bool:
+        n = self.model.num_timesteps
+        if self.eval_every and n % self.eval_every == 0:
+            row = {"timesteps": n, "wall_s": round(time.time() - self.t0, 1), **self.evaluate_fn(self.model)}
+            log = self.run_dir / "eval_log.csv"
+            pd.DataFrame([row]).to_csv(log, mode="a", header=not log.exists(), index=False)
+            for k, v in row.items():
+                if k not in ("timesteps",):
+                    self.logger.record(f"eval/{k}", v)
+            self.last_eval = row
+            if self.on_eval is not None:
+                self.on_eval(row)  # may raise (e.g. optuna.TrialPruned) to stop the run
+        if self.checkpoint_every and n % self.checkpoint_every == 0:
+            save_checkpoint(self.model, self.run_dir / "checkpoint", time.time() - self.t0)
+        return True
+
+
+def save_checkpoint(model, ckpt: Path, wall_s: float) -> None:
+    ckpt.mkdir(parents=True, exist_ok=True)
+    atomic_save_model(model, ckpt / "model.zip")
+    if model.replay_buffer is not None:
+        tmp = ckpt / "replay.tmp.pkl"
+        model.save_replay_buffer(tmp)
+        os.replace(tmp, ckpt / "replay.pkl")
+    atomic_write_text(ckpt / "state.json", json.dumps({"num_timesteps": int(model.num_timesteps), "wall_s": wall_s}))
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
+          on_eval: Optional[Callable[[dict], None]] = None) -> dict:
+    """Train per ``cfg`` into ``cfg.out``; with ``resume`` continue from its latest checkpoint.
+
+    :param on_eval: called with each validation row (``timesteps``, ``wall_s``, ``mse``, ``gap_closed``...)
+        every ``cfg.eval_every`` steps; raising from it stops training (used for pruning)
+    :return: the summary (also written to ``summary.json``): test metrics, the final validation metrics
+        (``val_*``), wall time and updates/s
+    """
+    from agents.evaluate import evaluate_model, validation_metrics, write_outputs
+
+    out = Path(cfg.out)
+    if resume:
+        if not (out / "config.json").exists():
+            raise ValueError(f"--resume {out}: no config.json there (not a run directory)")
+        cfg = TrainConfig.load(out / "config.json")
+    elif (out / "checkpoint" / "model.zip").exists():
+        raise ValueError(f"{out} already holds a run: use --resume {out} to continue it or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "config.json")
+    set_random_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    t0 = time.time()
+    data = load_splits(cfg)
+    encoder = build_encoder(cfg, data, out, progress)
+    env = make_env(cfg, data["train"], encoder)
+    env.reset(seed=cfg.seed)
+    val_embeddings = encoder.embed_dataset(data["val"])
+
+    ckpt = out / "checkpoint"
+    done, wall_before = 0, 0.0
+    if resume and (ckpt / "model.zip").exists():
+        model = RMN.load(ckpt / "model.zip", env=env, device=cfg.device)
+        model.load_replay_buffer(ckpt / "replay.pkl")
+        state = json.loads((ckpt / "state.json").read_text())
+        done, wall_before = state["num_timesteps"], state["wall_s"]
+        model.tensorboard_log = str(out / "tb")
+    else:
+        model = make_rmn(cfg, env, encoder, str(out / "tb"))
+    t0 -= wall_before
+
+    callback = CheckpointAndEval(out, lambda m: validation_metrics(m, data["val"], val_embeddings),
+                                 cfg.eval_every, cfg.checkpoint_every, t0, on_eval)
+    remaining = cfg.timesteps - done
+    learn_start, updates_before = time.time(), model._n_updates
+    if remaining > 0:
+        model.learn(remaining, callback=callback, reset_num_timesteps=not resume, progress_bar=progress,
+                    tb_log_name="rmn")
+    learn_wall = time.time() - learn_start
+    train_wall = time.time() - t0
+    atomic_save_model(model, out / "model.zip")
+    save_checkpoint(model, ckpt, train_wall)
+
+    metrics, results = evaluate_model(model, data["test"])
+    write_outputs(out, metrics, results, data["test"])
+    g = metrics.iloc[0]
+    val = validation_metrics(model, data["val"], val_embeddings)
+    summary = {"timesteps": int(model.num_timesteps), "train_wall_s": round(train_wall, 1),
+               "updates_per_s": round((model._n_updates - updates_before) / max(learn_wall, 1e-9), 1),
+               "test_mse": float(g["mse"]), "paper_faithful": cfg.paper_faithful}
+    summary.update({f"val_{k}": v for k, v in val.items() if k in ("mse", "gap_closed")})
+    for k in ("gap_closed", "mse_oracle", "mse_no_memory"):
+        if k in metrics.columns:
+            summary[f"test_{k}"] = float(g[k])
+    for name in cfg.targets:
+        summary[f"test_{name}_pcc"] = float(g[f"{name}_pcc"])
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary

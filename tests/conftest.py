@@ -1,0 +1,16 @@
+"""Shared fixtures: small synthetic data so every test runs in seconds."""
+from pathlib import Path
+
+import pytest
+
+from affect_env.data import load_dataset
+
+FIXTURES = Path(__file__).parent / "data"
+CEAP_SUBSET = FIXTURES / "ceap360vr_subset"
+SMALL_SYNTHETIC = dict(n_movies=(6, 2, 2), length=240, dependency_distance=200, intro_span=10)
+
+
+@pytest.fixture(scope="session")
+def small_synthetic():
+    """``{split: MovieDataset}`` of a few short synthetic movies."""
+    return {s: load_dataset("synthetic", s, **SMALL_SYNTHETIC) for s in ("train", "val", "test")}

@@ -1,0 +1,115 @@
+"""The synthetic default dataset: deterministic, disjoint splits, and exact oracle / no-memory predictions."""
+import numpy as np
+import pytest
+
+from affect_env.data import DataError, load_dataset
+from affect_env.data.synthetic import SyntheticConfig, _World, load_synthetic
+
+SMALL = dict(n_movies=(40, 4, 4), length=260, dependency_distance=200)
+
+
+def test_deterministic_and_disjoint_splits():
+    a, b = load_synthetic("train", **SMALL), load_synthetic("train", **SMALL)
+    assert all(np.array_equal(x.features, y.features) and np.array_equal(x.targets, y.targets) for x, y in zip(a, b))
+    val = load_synthetic("val", **SMALL)
+    train_keys = {m.features[:8].tobytes() for m in a}
+    assert not any(m.features[:8].tobytes() in train_keys for m in val)
+    assert {m.movie_id for m in a}.isdisjoint(m.movie_id for m in val)
+
+
+def test_shapes_and_modalities():
+    ds = load_dataset("synthetic", "val", **SMALL)
+    assert [m.name for m in ds.modalities] == ["audio", "music", "scene", "pose", "face"]
+    assert ds.target_names == ("valence", "arousal")
+    m = ds.movies[0]
+    assert m.features.shape == (260, ds.frames_per_segment, ds.feature_dim)
+    assert m.targets.shape == m.oracle.shape == m.no_memory.shape == (260, 2)
+    assert ds.has_oracle
+
+
+def test_oracle_beats_no_memory_by_a_wide_margin():
+    ds = load_synthetic("train", n_movies=(32, 0, 0))
+    y = np.concatenate([m.targets for m in ds])
+    mse_oracle = ((np.concatenate([m.oracle for m in ds]) - y) ** 2).mean()
+    mse_nomem = ((np.concatenate([m.no_memory for m in ds]) - y) ** 2).mean()
+    noise = SyntheticConfig().target_noise ** 2
+    assert mse_oracle == pytest.approx(noise, rel=0.05)  # only the target noise is left
+    assert mse_nomem > 4 * mse_oracle
+
+
+def test_oracle_is_the_conditional_mean_given_the_latent_story():
+    """Residuals y - oracle are pure noise: zero mean, noise variance, uncorrelated with every latent."""
+    cfg = SyntheticConfig(n_movies=(64, 0, 0))
+    ds = load_synthetic("train", config=cfg)
+    res = np.concatenate([m.targets - m.oracle for m in ds])
+    assert np.abs(res.mean(axis=0)).max() < 3 * cfg.target_noise / np.sqrt(len(res))
+    assert res.std(axis=0) == pytest.approx([cfg.target_noise] * 2, rel=0.03)
+    # No structure left: the residual does not correlate with the oracle or with any feature of the segment.
+    feats = np.concatenate([m.features.mean(axis=1) for m in ds])
+    oracle = np.concatenate([m.oracle for m in ds])
+    for k in range(2):
+        corr = [abs(np.corrcoef(res[:, k], f)[0, 1]) for f in np.hstack([feats, oracle]).T]
+        assert max(corr) < 0.03
+
+
+def _segment_class(features: np.ndarray) -> np.ndarray:
+    """The exact latent code shown in each segment: the sign pattern of the frame-averaged features."""
+    return (features.mean(axis=1) > 0).astype(np.uint8)
+
+
+def test_no_memory_prediction_is_the_mean_given_the_current_segment():
+    """Group segments by everything one segment shows; the group means of y equal the no-memory prediction."""
+    ds = load_synthetic("train", n_movies=(300, 0, 0), length=260, dependency_distance=200)
+    keys = np.concatenate([_segment_class(m.features) for m in ds])
+    y = np.concatenate([m.targets for m in ds]).astype(np.float64)
+    nomem = np.concatenate([m.no_memory for m in ds]).astype(np.float64)
+    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    # the no-memory prediction is a function of the segment's code alone ...
+    high = np.full((len(counts), 2), -np.inf)
+    low = np.full((len(counts), 2), np.inf)
+    np.maximum.at(high, inverse, nomem)
+    np.minimum.at(low, inverse, nomem)
+    assert (high - low).max() < 1e-5
+    # ... and it is the conditional mean of the target: every group's empirical mean matches it
+    # Segments of one movie share its genre, so the standard error is clustered by movie.
+    resid = y - nomem
+    movie = np.concatenate([np.full(m.n_segments, i) for i, m in enumerate(ds)])
+    tested = np.flatnonzero(counts >= 30)
+    assert len(tested) >= 50  # scenes x (nobody, each reappearing face, intros, opening genres)
+    bias, se = np.zeros((len(tested), 2)), np.zeros((len(tested), 2))
+    for row, g in enumerate(tested):
+        sel = inverse == g
+        bias[row] = resid[sel].mean(axis=0)
+        cluster_sums = np.zeros((len(ds), 2))
+        np.add.at(cluster_sums, movie[sel], resid[sel] - bias[row])
+        se[row] = np.sqrt((cluster_sums ** 2).sum(axis=0)) / sel.sum()
+    assert (np.abs(bias) < 5 * se).all()
+
+
+def test_long_movies_and_dependency_distance():
+    cfg = SyntheticConfig(n_movies=(0, 0, 1), length=10_000, dependency_distance=5_000)
+    m = load_synthetic("test", config=cfg).movies[0]
+    assert m.features.shape[0] == 10_000
+    codes = _World(cfg).codes
+    shown = np.sign(m.features.mean(axis=1))
+    face, pose = shown[:, -6:], shown[:, -9:-6]
+    someone = ~(face == codes["face"][-1]).all(axis=1)
+    neutral = (pose == codes["pose"][2]).all(axis=1)
+    intros, reappearances = np.flatnonzero(someone & ~neutral), np.flatnonzero(someone & neutral)
+    assert len(intros) == cfg.n_characters and intros.max() < cfg.opening_segments + cfg.intro_span
+    assert len(reappearances) > 100 and reappearances.min() >= intros.min() + 5_000
+    # a reappearance is where remembering the attitude pays: the oracle's valence moves away from the
+    # no-memory one by more than the genre alone moves it elsewhere
+    diff = np.abs(m.oracle[:, 0] - m.no_memory[:, 0])
+    genre_only = (np.arange(10_000) >= cfg.opening_segments) & ~someone
+    assert diff[reappearances].mean() > 1.5 * diff[genre_only].mean()
+
+
+def test_bad_config_is_reported():
+    with pytest.raises(DataError, match="length"):
+        load_synthetic("train", length=100, dependency_distance=200)
+    with pytest.raises(DataError, match="feature_noise"):
+        load_synthetic("train", feature_noise=1.5)
+    with pytest.raises(DataError, match="split"):
+        load_synthetic("dev")
