@@ -24,6 +24,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timesteps", type=int, default=None, help=f"environment steps (default {d.timesteps})")
     parser.add_argument("--seed", type=int, default=None, help=f"random seed (default {d.seed})")
     parser.add_argument("--device", default=None, help="auto (CUDA when present), cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1)")
     parser.add_argument("--encoder", default=None, help="lstm (pretrained, default), pooling, or a saved encoder")
     parser.add_argument("--config", type=Path, default=None, help="JSON file of config fields (e.g. tuning's best)")
     parser.add_argument("--out", default=None, help="run directory (default runs/default)")
@@ -42,6 +43,7 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
         "env": args.env, "dataset": args.dataset, "segment_seconds": args.segment_seconds,
         "n_slots": args.n_slots, "memory_dim": args.memory_dim, "tau": args.tau, "gamma": args.gamma,
         "timesteps": args.timesteps, "seed": args.seed, "device": args.device, "encoder": args.encoder,
+        "threads": args.threads,
         "out": args.out,
     }
     if args.targets:

@@ -44,14 +44,16 @@ class TrainConfig:
     exploration_std: Any = 0.05
     erase_bias: float = -4.0
     input_bias: float = 0.0
+    coupled_gates: bool = True
     window: int = 1
     jump_weight: float = 1.0
     jump_distance: int = 400
-    reward_scale: float = 1.0
+    value_scale: float = 1.0
     paper_faithful: bool = False
     # bookkeeping
     seed: int = 0
     device: str = "auto"
+    threads: int = 1  # torch CPU threads: small networks run faster on one thread than on two busy ones
     eval_every: int = 10_000
     checkpoint_every: int = 10_000
     out: str = "runs/default"
@@ -66,7 +68,8 @@ class TrainConfig:
         self.paper_faithful = True
         self.exploration_std = 0.05 ** 0.5
         self.erase_bias = self.input_bias = 0.0
-        self.window, self.jump_weight, self.reward_scale = 1, 0.0, 1.0
+        self.coupled_gates = False
+        self.window, self.jump_weight, self.value_scale = 1, 0.0, 1.0
         self.encoder_reconstruction = 0.0
         return self
 

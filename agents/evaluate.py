@@ -99,12 +99,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = json.loads(config_path.read_text()) if config_path.exists() else {}
         dataset = args.dataset or config.get("dataset", "synthetic")
         options = config.get("dataset_options", {}) if args.dataset is None else {}
-        model = load_model(args.run, args.device)
-        data = load_dataset(dataset, args.split, targets=config.get("targets"),
-                            segment_seconds=config.get("segment_seconds"), **options)
-        metrics, results = evaluate_model(model, data)
         out = args.out or run_dir
-        write_outputs(out, metrics, results, data)
+        if config.get("algo", "rmn") != "rmn":  # stock SB3 algorithms evaluate through their env predictor
+            from agents.sb3_algorithms import evaluate_run
+
+            metrics = evaluate_run(run_dir, args.split, args.dataset, out, args.device)
+            data = range(len(metrics) - 1)
+        else:
+            model = load_model(args.run, args.device)
+            data = load_dataset(dataset, args.split, targets=config.get("targets"),
+                                segment_seconds=config.get("segment_seconds"), **options)
+            metrics, results = evaluate_model(model, data)
+            write_outputs(out, metrics, results, data)
     except (DataError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

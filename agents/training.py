@@ -73,13 +73,14 @@ def make_rmn(cfg: TrainConfig, env: LiRISMemoryEnv, encoder: SegmentEncoder, ten
     """An RMN agent configured by ``cfg``, carrying ``encoder`` (weights and statistics) in its policy."""
     policy_kwargs = dict(n_targets=env.n_targets, net_arch=list(cfg.net_arch),
                          predictor_hidden=list(cfg.predictor_hidden), read_heads=cfg.read_heads,
-                         erase_bias=cfg.erase_bias, input_bias=cfg.input_bias, encoder_spec=encoder.spec())
+                         erase_bias=cfg.erase_bias, input_bias=cfg.input_bias, coupled_gates=cfg.coupled_gates,
+                         encoder_spec=encoder.spec())
     model = RMN(
         "RMNPolicy", env, learning_rate=cfg.learning_rate, buffer_size=min(cfg.buffer_size, cfg.timesteps + 1),
         learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma,
         train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps, exploration_std=cfg.exploration_std,
         window=cfg.window, jump_weight=cfg.jump_weight, jump_distance=cfg.jump_distance,
-        reward_scale=cfg.reward_scale, tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs,
+        value_scale=cfg.value_scale, tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs,
         seed=cfg.seed, device=cfg.device,
     )
     model.policy.encoder.load_state_dict(encoder.state_dict())
@@ -113,6 +114,8 @@ class CheckpointAndEval(BaseCallback):
 
     def _on_step(self) -> bool:
         n = self.model.num_timesteps
+        if self.checkpoint_every and n % self.checkpoint_every == 0:
+            save_checkpoint(self.model, self.run_dir / "checkpoint", time.time() - self.t0)
         if self.eval_every and n % self.eval_every == 0:
             row = {"timesteps": n, "wall_s": round(time.time() - self.t0, 1), **self.evaluate_fn(self.model)}
             log = self.run_dir / "eval_log.csv"
@@ -123,15 +126,13 @@ class CheckpointAndEval(BaseCallback):
             self.last_eval = row
             if self.on_eval is not None:
                 self.on_eval(row)  # may raise (e.g. optuna.TrialPruned) to stop the run
-        if self.checkpoint_every and n % self.checkpoint_every == 0:
-            save_checkpoint(self.model, self.run_dir / "checkpoint", time.time() - self.t0)
         return True
 
 
 def save_checkpoint(model, ckpt: Path, wall_s: float) -> None:
     ckpt.mkdir(parents=True, exist_ok=True)
     atomic_save_model(model, ckpt / "model.zip")
-    if model.replay_buffer is not None:
+    if getattr(model, "replay_buffer", None) is not None:
         tmp = ckpt / "replay.tmp.pkl"
         model.save_replay_buffer(tmp)
         os.replace(tmp, ckpt / "replay.pkl")
@@ -158,6 +159,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         raise ValueError(f"{out} already holds a run: use --resume {out} to continue it or another --out")
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
+    torch.set_num_threads(cfg.threads)
     set_random_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 

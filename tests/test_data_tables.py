@@ -391,3 +391,46 @@ def test_bad_options_are_reported():
     assert "impute" in error_of(FIXTURE, "train", impute="mean")
     assert "segment_seconds" in error_of(FIXTURE, "train", segment_seconds=0)
     assert "no shipped manifest" in error_of(FIXTURE, "train", manifest="nonexistent_dataset")
+
+
+# ----------------------------------------------------------------------------- prediction-only files
+def test_require_targets_false_reads_unannotated_files_with_zero_targets(tmp_path):
+    root = fixture_copy(tmp_path)
+    for p in sorted(root.glob("P0*.csv")):  # train files lose both targets, the others keep them
+        pd.read_csv(p).drop(columns=["valence", "arousal"]).to_csv(p, index=False)
+    assert "missing target column 'valence'" in error_of(root, "train")
+    for split in ("train", "test"):
+        ref = load_tables(FIXTURE, split)
+        ds = load_tables(root, split, require_targets=False)
+        assert ds.target_names == ("valence", "arousal") and ds.modalities == ref.modalities
+        assert ds.frames_per_segment == ref.frames_per_segment
+        for movie, expected in zip(ds, ref):
+            assert movie.movie_id == expected.movie_id
+            np.testing.assert_array_equal(movie.features, expected.features)
+            np.testing.assert_array_equal(movie.times, expected.times)
+            if split == "train":
+                assert movie.targets.shape == expected.targets.shape and not movie.targets.any()
+                assert any(f"{movie.movie_id}.csv: no target column(s) ['valence', 'arousal']" in n
+                           and "predictions only" in n for n in ds.notes)
+            else:
+                np.testing.assert_array_equal(movie.targets, expected.targets)
+                assert not any("no target column" in n for n in movie.notes)
+
+
+def test_require_targets_false_zeroes_only_the_absent_target(tmp_path):
+    write(tmp_path / "d", "A_1.csv", table().drop(columns="arousal"))
+    ds = load_tables(tmp_path / "d", "train", require_targets=False, frames_per_segment=10)
+    movie = ds.movies[0]
+    np.testing.assert_allclose(movie.targets[:, 0], [np.cos(np.arange(10) / 10).mean(),
+                                                     np.cos(np.arange(10, 20) / 10).mean(),
+                                                     np.cos(np.arange(20, 30) / 10).mean()], rtol=1e-6)
+    assert not movie.targets[:, 1].any()
+    assert any("A_1.csv: no target column(s) ['arousal']" in n for n in ds.notes)
+
+
+def test_require_targets_false_still_checks_feature_columns(tmp_path):
+    root = tmp_path / "d"
+    write(root, "A_1.csv", table())
+    write(root, "B_1.csv", table().drop(columns=["valence", "arousal"]).rename(columns={"f2": "f3"}))
+    msg = error_of(root, "train", require_targets=False)
+    assert "B_1.csv" in msg and "missing ['f2']" in msg and "extra ['f3']" in msg

@@ -29,7 +29,11 @@ and/or column, nothing is silently fixed):
   of ``K`` rows on a regular grid (10 Hz rows, 1 s segments, ``K = 10``) gets exactly its own rows, in
   order; jittered time stamps can repeat one row and skip its neighbour.
 * **Targets.** A segment's target is the *mean* of the targets of the rows inside its window: the
-  curve's average over the segment.
+  curve's average over the segment. With ``require_targets=False`` (prediction on new, unannotated
+  movies) a file may lack some or all target columns: those targets are zeros (``n_targets`` is still
+  ``len(targets)``) and the movie's notes say ``no target column(s) [...]: zeros (predictions only)``;
+  a file that has the columns is read exactly as with ``require_targets=True``, and the column-set check
+  across files ignores the target columns.
 * **Missing values.** NaN / inf in features or targets are errors unless ``impute`` is ``"ffill"``
   (carry the last valid value forward; leading gaps take the first valid value) or ``"zero"``; empty
   windows are then filled too (``"ffill"``: every frame and the target held from the last row before the
@@ -346,17 +350,20 @@ def _choose_features(frames: Sequence[tuple], time_column: str, targets: Sequenc
 
 
 def _check_structure(path: Path, df: pd.DataFrame, time_column: str, targets: Sequence[str],
-                     reference: Optional[tuple]) -> None:
-    """Time and target columns exist; with default features the column set matches the first file."""
+                     reference: Optional[tuple], require_targets: bool = True) -> None:
+    """Time and (if required) target columns exist; with default features the column set matches the first
+    file (ignoring target columns when targets are optional)."""
     if time_column not in df.columns:
         raise DataError(f"{path}: missing time column {time_column!r}; available columns: {list(df.columns)}")
-    for t in targets:
-        if t not in df.columns:
-            raise DataError(f"{path}: missing target column {t!r}; available columns: {list(df.columns)}")
+    if require_targets:
+        for t in targets:
+            if t not in df.columns:
+                raise DataError(f"{path}: missing target column {t!r}; available columns: {list(df.columns)}")
     if reference is not None:
         ref_path, ref_cols = reference
-        missing = [c for c in ref_cols if c not in df.columns]
-        extra = [c for c in df.columns if c not in ref_cols]
+        ignored = set() if require_targets else set(targets)
+        missing = [c for c in ref_cols if c not in df.columns and c not in ignored]
+        extra = [c for c in df.columns if c not in ref_cols and c not in ignored]
         if missing or extra:
             raise DataError(f"{path}: feature columns differ from {ref_path.name}: missing {missing}, extra {extra}")
 
@@ -459,15 +466,24 @@ class _Sequence:
 
 def _load_sequence(path: Path, df: pd.DataFrame, time_column: str, targets: Sequence[str],
                    feature_cols: Sequence[str], impute: Optional[str]) -> _Sequence:
+    """Validated time, features and targets of one file; target columns it lacks are zeros (noted)."""
     t = _numeric(path, df, [time_column])[:, 0]
     _check_time(path, t, time_column)
-    names = list(feature_cols) + list(targets)
+    present = [c for c in targets if c in df.columns]
+    names = list(feature_cols) + present
     values = _numeric(path, df, names)
     if impute is None:
         _check_lengths(path, values, names)
     notes = _impute_missing(path, values, names, impute)
     d = len(feature_cols)
-    return _Sequence(path, t, values[:, :d], values[:, d:], notes)
+    target_values = np.zeros((len(t), len(targets)), dtype=np.float64)
+    for j, name in enumerate(targets):
+        if name in present:
+            target_values[:, j] = values[:, d + present.index(name)]
+    absent = [c for c in targets if c not in present]
+    if absent:
+        notes.append(f"{path.name}: no target column(s) {absent}: zeros (require_targets=False; predictions only)")
+    return _Sequence(path, t, values[:, :d], target_values, notes)
 
 
 def _layout(seq: _Sequence, seconds: float, impute: Optional[str]) -> None:
@@ -557,13 +573,14 @@ def _check_options(split: str, targets: Sequence[str], segment_seconds: float,
         raise DataError(f"impute must be None, 'ffill' or 'zero', got {impute!r}")
 
 
-def _read_all(files: Sequence[Path], time_column: str, targets: Sequence[str], same_columns: bool) -> list:
+def _read_all(files: Sequence[Path], time_column: str, targets: Sequence[str], same_columns: bool,
+              require_targets: bool = True) -> list:
     """``[(path, DataFrame)]`` for every file, structure-checked (columns match the first file if asked)."""
     frames = []
     reference = None
     for p in files:
         df = _read_table(p)
-        _check_structure(p, df, time_column, targets, reference if same_columns else None)
+        _check_structure(p, df, time_column, targets, reference if same_columns else None, require_targets)
         if reference is None:
             reference = (p, list(df.columns))
         frames.append((p, df))
@@ -590,6 +607,7 @@ def load_tables(
     split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
     group_pattern: str = r"^([^_]+)_",
     impute: Optional[str] = None,
+    require_targets: bool = True,
 ) -> MovieDataset:
     """Load one split of a directory of per-movie CSV / Parquet tables (format rules: module docstring).
 
@@ -606,6 +624,8 @@ def load_tables(
     :param split_fractions: (train, val, test) fractions of groups for the grouped rule
     :param group_pattern: regex whose first capture group on the file stem is the group (subject) key
     :param impute: ``None`` (missing values are errors), ``"ffill"`` or ``"zero"``
+    :param require_targets: ``True``: every file must have every target column; ``False`` (prediction on
+        unannotated movies): a target column a file lacks gives zero targets, noted per movie
     :return: the split's :class:`MovieDataset` (``name`` = directory name)
     """
     targets = (targets,) if isinstance(targets, str) else tuple(str(t) for t in targets)
@@ -618,7 +638,8 @@ def load_tables(
     split_of, notes = _splits_for(files, root, manifest, group_pattern, split_fractions)
 
     default_columns = feature_columns is None and modalities is None
-    frames = _read_all(files, time_column, targets, same_columns=default_columns)
+    frames = _read_all(files, time_column, targets, same_columns=default_columns,
+                       require_targets=bool(require_targets))
     modality_tuple, feature_cols, col_notes = _choose_features(frames, time_column, targets, feature_columns,
                                                                modalities)
     notes += col_notes

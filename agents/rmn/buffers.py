@@ -167,6 +167,21 @@ class LabelReplayBuffer(BaseBuffer):
             distance=torch.as_tensor(self.t[later] - self.t[starts], device=self.device),
         )
 
+    def complete_episodes(self) -> list:
+        """Buffer positions ``(P,)`` of every stored movie stretch that starts at ``t = 0``, in order.
+
+        A stretch whose first steps were already overwritten cannot be replayed from ``m0`` and is left out.
+        """
+        size = self.size()
+        order = np.arange(size) if not self.full else (np.arange(size) + self.pos) % self.buffer_size
+        episodes = self.episode[order]
+        cuts = np.flatnonzero(np.diff(episodes)) + 1
+        out = []
+        for run in np.split(order, cuts):
+            if len(run) and self.t[run[0]] == 0 and (np.diff(self.t[run]) == 1).all():
+                out.append(run)
+        return out
+
     def sample(self, batch_size: int, env=None) -> WindowSamples:  # SB3 API
         return self.sample_windows(batch_size, 1)
 

@@ -54,12 +54,15 @@ class SlotActor(nn.Module):
 
     :param erase_bias: initial bias of the erase-gate logits (negative: keep the memory by default)
     :param input_bias: initial bias of the input-gate logits
+    :param coupled_gates: use the erase gate as the input gate too (a GRU-like convex update
+        ``m' = m + att * z * (content - m)``: one decision per value, "how much to overwrite", and memory values
+        stay within ``[-1, 1]``); the action still carries all four parts
     """
 
     def __init__(self, embed_dim: int, n_slots: int, memory_dim: int, hidden: Sequence[int] = (128, 128),
-                 erase_bias: float = 0.0, input_bias: float = 0.0):
+                 erase_bias: float = 0.0, input_bias: float = 0.0, coupled_gates: bool = False):
         super().__init__()
-        self.n_slots, self.memory_dim = n_slots, memory_dim
+        self.n_slots, self.memory_dim, self.coupled_gates = n_slots, memory_dim, coupled_gates
         self.features = SlotFeatures(embed_dim, n_slots, memory_dim, hidden)
         self.head = nn.Linear(self.features.out_dim, 1 + 3 * memory_dim)
         with torch.no_grad():
@@ -73,7 +76,7 @@ class SlotActor(nn.Module):
         attention = torch.softmax(out[..., 0], dim=-1)
         erase = torch.sigmoid(out[..., 1:1 + d])
         content = torch.tanh(out[..., 1 + d:1 + 2 * d])
-        input_gate = torch.sigmoid(out[..., 1 + 2 * d:])
+        input_gate = erase if self.coupled_gates else torch.sigmoid(out[..., 1 + 2 * d:])
         return WriteAction(attention, erase, content, input_gate)
 
 

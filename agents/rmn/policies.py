@@ -25,6 +25,7 @@ class RMNPolicy(BasePolicy):
     :param read_heads: attention reads of the predictor
     :param erase_bias: initial erase-gate logit bias of the actor
     :param input_bias: initial input-gate logit bias of the actor
+    :param coupled_gates: the actor uses its erase gate as input gate (see :class:`SlotActor`)
     :param encoder_spec: the segment encoder's kind, config and normalisation stats (``SegmentEncoder.spec()``);
         its weights live in this policy's state dict, so a saved model maps raw features to predictions
     """
@@ -40,6 +41,7 @@ class RMNPolicy(BasePolicy):
         read_heads: int = 1,
         erase_bias: float = 0.0,
         input_bias: float = 0.0,
+        coupled_gates: bool = False,
         encoder_spec: Optional[dict] = None,
         optimizer_class: type = torch.optim.Adam,
         optimizer_kwargs: Optional[dict] = None,
@@ -51,7 +53,7 @@ class RMNPolicy(BasePolicy):
         self.n_slots, self.memory_dim = (int(x) for x in observation_space["memory"].shape)
         self.n_targets = int(n_targets)
         self.net_arch, self.predictor_hidden, self.read_heads = list(net_arch), list(predictor_hidden), int(read_heads)
-        self.erase_bias, self.input_bias = float(erase_bias), float(input_bias)
+        self.erase_bias, self.input_bias, self.coupled_gates = float(erase_bias), float(input_bias), bool(coupled_gates)
         self.encoder_spec = encoder_spec
         self._build(lr_schedule)
 
@@ -59,13 +61,14 @@ class RMNPolicy(BasePolicy):
         data = super()._get_constructor_parameters()
         data.update(n_targets=self.n_targets, net_arch=self.net_arch, predictor_hidden=self.predictor_hidden,
                     read_heads=self.read_heads, erase_bias=self.erase_bias, input_bias=self.input_bias,
+                    coupled_gates=self.coupled_gates,
                     encoder_spec=self.encoder_spec)
         return data
 
     # ---- one factory method per network ----------------------------------------------------------------
     def make_actor(self) -> SlotActor:
         return SlotActor(self.embed_dim, self.n_slots, self.memory_dim, self.net_arch,
-                         self.erase_bias, self.input_bias).to(self.device)
+                         self.erase_bias, self.input_bias, self.coupled_gates).to(self.device)
 
     def make_critic(self) -> AfterstateCritic:
         return AfterstateCritic(self.embed_dim, self.n_slots, self.memory_dim, self.net_arch).to(self.device)

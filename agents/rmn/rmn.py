@@ -11,7 +11,7 @@ The actor writes the memory, the critic values the memory *after* the write, and
 Options that go beyond the paper (each off in ``paper_faithful()``): an actor objective over ``window``
 consecutive writes before bootstrapping with the critic, a long-range "jump" loss that asks the memory
 written at step ``i`` to help predict step ``j = i + k`` of the same movie, per-part exploration noise,
-gate-bias initialisation and a reward scale.
+gate-bias initialisation, coupled (GRU-like) gates and a value scale.
 """
 from __future__ import annotations
 
@@ -49,7 +49,14 @@ class RMN(DDPG):
     :param window: writes unrolled in the actor objective before bootstrapping with the critic (1 = paper)
     :param jump_weight: weight of the long-range jump loss (0 = paper)
     :param jump_distance: largest ``j - i`` of the jump loss (distances are log-uniform in ``[1, jump_distance]``)
-    :param reward_scale: multiplies the recomputed reward in both objectives
+    :param refresh_every: every this many updates, recompute the stored afterstates of every replayed movie by
+        running the current (noise-free) actor from ``m0`` over its stored segments (0 = never, the paper).
+        Stored memories otherwise come from old policies and hold what the current one would not have kept
+        (the stale-state problem of recurrent replay); here the write is known and the data do not depend on
+        the actions, so the memories can simply be recomputed
+    :param value_scale: the critic learns ``value_scale`` times the discounted return (1 = the paper). With
+        ``1 - gamma`` it learns in average-reward units, and in the actor objective the long-range term then
+        weighs like one step's reward instead of ``1 / (1 - gamma)`` of them
     """
 
     policy_aliases = {"RMNPolicy": RMNPolicy}
@@ -71,7 +78,8 @@ class RMN(DDPG):
         window: int = 1,
         jump_weight: float = 0.0,
         jump_distance: int = 400,
-        reward_scale: float = 1.0,
+        value_scale: float = 1.0,
+        refresh_every: int = 0,
         tensorboard_log: Optional[str] = None,
         policy_kwargs: Optional[dict[str, Any]] = None,
         verbose: int = 0,
@@ -88,7 +96,8 @@ class RMN(DDPG):
         self.exploration_std = exploration_std if np.isscalar(exploration_std) else list(exploration_std)
         self.window = int(window)
         self.jump_weight, self.jump_distance = float(jump_weight), int(jump_distance)
-        self.reward_scale = float(reward_scale)
+        self.value_scale = float(value_scale)
+        self.refresh_every = int(refresh_every)
         if _init_setup_model:
             self._setup_model()
 
@@ -126,8 +135,8 @@ class RMN(DDPG):
 
     # ---- learning --------------------------------------------------------------------------------------
     def _reward(self, embedding: torch.Tensor, memory: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``-MAE`` of the current predictor on afterstates, ``(B,)``, times ``reward_scale``."""
-        return -(self.predictor(embedding, memory) - target).abs().mean(dim=-1) * self.reward_scale
+        """``r = -MAE`` of the current predictor on afterstates, ``(B,)`` (the env's reward, recomputed)."""
+        return -(self.predictor(embedding, memory) - target).abs().mean(dim=-1)
 
     def _start_memory(self, prev_memory: torch.Tensor, starts_movie: torch.Tensor) -> torch.Tensor:
         """``m_{t-1}``: the stored memory, or the live (trainable) ``m0`` where the window starts a movie."""
@@ -140,7 +149,7 @@ class RMN(DDPG):
             e_next = batch.segments[:, 1]
             m_next = write(m, self.actor_target(e_next, m))
             bootstrap = self.critic_target(e_next, m_next).squeeze(-1)
-            target_q = self._reward(e, m, y) + self.gamma * (1.0 - batch.dones[:, 0]) * bootstrap
+            target_q = self.value_scale * self._reward(e, m, y) + self.gamma * (1.0 - batch.dones[:, 0]) * bootstrap
         q = self.critic(e, m).squeeze(-1)
         return F.mse_loss(q, target_q), q.mean().item()
 
@@ -154,7 +163,7 @@ class RMN(DDPG):
             m = write(m, self.actor(e, m))
             r = self._reward(e, m, batch.targets[:, i])
             ret = ret + discount * batch.alive[:, i] * r
-            maes.append(-r.detach().mean().item() / self.reward_scale)
+            maes.append(-r.detach().mean().item())
             discount *= self.gamma
         keep_going = batch.alive[:, -1] * (1.0 - batch.dones[:, -1])
         e_next = batch.segments[:, self.window]
@@ -169,12 +178,41 @@ class RMN(DDPG):
         m = write(m, self.actor(jumps.segment, m))
         return (self.predictor(jumps.later_segment, m) - jumps.later_target).abs().mean()
 
+    @torch.no_grad()
+    def refresh_memories(self, batch_movies: int = 64) -> int:
+        """Recompute the stored afterstates of every complete stored movie with the current actor.
+
+        :return: the number of refreshed steps
+        """
+        buf = self.replay_buffer
+        episodes = buf.complete_episodes()
+        episodes.sort(key=len)
+        refreshed = 0
+        m0 = self.predictor.m0.detach()
+        for start in range(0, len(episodes), batch_movies):
+            group = episodes[start:start + batch_movies]
+            length = max(len(g) for g in group)
+            idx = np.stack([np.pad(g, (0, length - len(g)), mode="edge") for g in group])  # (B, L)
+            segments = torch.as_tensor(buf.segments[idx], device=self.device)
+            memory = m0.unsqueeze(0).expand(len(group), -1, -1).clone()
+            after = torch.empty((len(group), length, *memory.shape[1:]), device=self.device)
+            for t in range(length):
+                memory = write(memory, self.actor(segments[:, t], memory))
+                after[:, t] = memory
+            after = after.cpu().numpy()
+            for b, g in enumerate(group):
+                buf.afterstates[g] = after[b, :len(g)]
+                refreshed += len(g)
+        return refreshed
+
     def train(self, gradient_steps: int, batch_size: int = 128) -> None:
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
         logs: dict[str, list] = {"critic_loss": [], "actor_loss": [], "q": [], "predictor_mae": [], "jump_mae": []}
         for _ in range(gradient_steps):
             self._n_updates += 1
+            if self.refresh_every and self._n_updates % self.refresh_every == 0:
+                self.logger.record("train/refreshed_steps", self.refresh_memories())
             batch = self.replay_buffer.sample_windows(batch_size, self.window)
 
             critic_loss, q_mean = self._critic_loss(batch)
@@ -206,5 +244,5 @@ class RMN(DDPG):
     @staticmethod
     def paper_faithful() -> dict:
         """Keyword arguments that run the paper's recipe as written (one-step objective, paper noise)."""
-        return dict(exploration_std=PAPER_NOISE_STD, window=1, jump_weight=0.0, reward_scale=1.0,
-                    policy_kwargs=dict(erase_bias=0.0, input_bias=0.0))
+        return dict(exploration_std=PAPER_NOISE_STD, window=1, jump_weight=0.0, value_scale=1.0, refresh_every=0,
+                    policy_kwargs=dict(erase_bias=0.0, input_bias=0.0, coupled_gates=False))

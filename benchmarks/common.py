@@ -1,0 +1,134 @@
+"""Helpers shared by the benchmark scripts: machine description, markdown tables, CSV output, RSS."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import resource
+import sys
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def machine_description() -> str:
+    """``"<N> CPU cores, no GPU (torch <v>, <k> threads)"`` or the CUDA device's name."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{cores} CPU cores, {gpu} ({platform.processor() or platform.machine()}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} torch thread(s))")
+
+
+def stamp() -> str:
+    """Today's date, the machine and its current load (other processes share the cores), for table headers."""
+    load = f", load average {os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg") else ""
+    return f"{_dt.date.today().isoformat()} on {machine_description()}{load}"
+
+
+def set_threads(n: int = 1) -> None:
+    """Limit torch's intra-op threads (benchmarks share the machine; 1 thread gives stable timings)."""
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def mean_spread(values: Iterable[float], digits: int = 3) -> str:
+    """``"mean ± std"`` of the finite values (sample std; just the mean for one value; ``"—"`` for none)."""
+    v = np.array([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return "—"
+    if len(v) == 1:
+        return f"{v[0]:.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+
+def _cell(x, floatfmt: str) -> str:
+    if isinstance(x, (float, np.floating)):
+        return "—" if not np.isfinite(x) else format(float(x), floatfmt)
+    return "—" if x is None else str(x)
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g", columns: Optional[Sequence[str]] = None) -> str:
+    """A GitHub markdown table of ``df`` (no external dependency)."""
+    cols = list(columns or df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, row in df[cols].iterrows():
+        lines.append("| " + " | ".join(_cell(row[c], floatfmt) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def write_table(df: pd.DataFrame, out: Path, name: str, header: str, floatfmt: str = ".4g") -> str:
+    """Write ``<out>/<name>.csv`` and ``<out>/<name>.md`` (header + table); return the markdown."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / f"{name}.csv", index=False)
+    text = f"{header}\n\n{markdown_table(df, floatfmt)}\n"
+    (out / f"{name}.md").write_text(text)
+    return text
+
+
+def current_rss_mib() -> float:
+    """Resident set size of this process now, in MiB (Linux ``/proc``; else the peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return peak_rss_mib()
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, in MiB (``getrusage``)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+class SavedTensorMeter:
+    """Bytes of distinct tensor storages autograd saves for backward inside ``with meter:``.
+
+    This is the training graph's activation memory (what full BPTT keeps for every step), measured exactly
+    and independently of the allocator; parameters saved by reference are counted once. Storages are kept
+    alive until the ``with`` block ends (so a freed address reused by a later graph is not mistaken for an
+    already counted one): measure peak RSS and time outside the block.
+    """
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._seen: set = set()
+        self._keep: list = []
+
+    def _pack(self, t):
+        try:
+            storage = t.untyped_storage()
+            key = (storage.data_ptr(), storage.nbytes())
+            if key not in self._seen:
+                self._seen.add(key)
+                self._keep.append(storage)
+                self.bytes += storage.nbytes()
+        except (RuntimeError, NotImplementedError):  # e.g. tensors without storage
+            pass
+        return t
+
+    @staticmethod
+    def _unpack(t):
+        return t
+
+    def __enter__(self) -> "SavedTensorMeter":
+        import torch
+
+        self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._ctx.__exit__(*exc)
+        self._keep.clear()
+
+    @property
+    def mib(self) -> float:
+        return self.bytes / (1024.0 * 1024.0)

@@ -1,0 +1,198 @@
+"""Supervised baselines: end-to-end training and outputs, the BPTT memory shares the RMN's modules, gradient
+flow under full and truncated BPTT, causality and streaming equivalence, and the CLI's error handling."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from gymnasium import spaces
+
+from affect_env.memory import MemoryPredictor, action_dim
+from agents.baselines import (
+    LSTMBaseline, MemoryTBPTT, WindowTransformer, load_baseline, predict_movies, tbptt_losses, train_baseline,
+)
+from agents.config import TrainConfig
+from agents.rmn.networks import SlotActor
+from agents.rmn.policies import RMNPolicy
+from agents.rollout import rollout
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+TINY = {"n_movies": [3, 2, 2], "length": 90, "dependency_distance": 50, "intro_span": 10}
+D_E = 12
+
+
+def tiny_config(out, **kw) -> TrainConfig:
+    return TrainConfig(dataset_options=TINY, n_slots=4, memory_dim=8, net_arch=(16, 16), predictor_hidden=(16,),
+                       encoder="pooling", device="cpu", out=str(out), **kw)
+
+
+@pytest.mark.parametrize("model", ["segment", "lstm", "memory_tbptt", "transformer"])
+def test_baseline_trains_end_to_end_and_writes_the_rmn_outputs(tmp_path, model):
+    torch.set_num_threads(1)
+    cfg = tiny_config(tmp_path / model)
+    summary = train_baseline(cfg, model, window=16, epochs=2, hidden=16, progress=False)
+    out = tmp_path / model
+    for name in ("config.json", "encoder.pt", "model.pt", "eval_log.csv", "metrics.csv", "summary.json",
+                 "figures/predictions.png", "figures/training_curves.png"):
+        assert (out / name).exists(), name
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert metrics["scope"].iloc[0] == "global" and len(metrics) == 1 + TINY["n_movies"][2]
+    assert np.isfinite(metrics[["mse", "gap_closed", "valence_pcc", "arousal_pcc"]].iloc[0]).all()
+    assert json.loads((out / "summary.json").read_text())["test_mse"] == pytest.approx(summary["test_mse"])
+    assert summary["test_mse"] == pytest.approx(metrics["mse"].iloc[0])
+    assert 1 <= summary["best_epoch"] <= summary["epochs"] <= 2
+    log = pd.read_csv(out / "eval_log.csv")
+    assert list(log["epoch"]) == list(range(1, summary["epochs"] + 1))
+    assert summary["val_mse"] == pytest.approx(log["mse"].min(), rel=1e-5)  # the best epoch is the one kept
+
+    # the saved checkpoint reproduces the written predictions from raw features
+    loaded, encoder = load_baseline(out)
+    from agents.training import load_splits
+
+    test = load_splits(cfg)["test"]
+    preds = predict_movies(loaded, encoder.embed_dataset(test))
+    for movie, pred in zip(test, preds):
+        table = pd.read_csv(out / "predictions" / f"{movie.movie_id}.csv")
+        assert len(table) == movie.n_segments
+        np.testing.assert_allclose(table[["valence_pred", "arousal_pred"]].to_numpy(), pred, atol=1e-5)
+    if model == "memory_tbptt":
+        assert (out / "figures" / "memory_attention.png").exists()
+
+
+def test_a_second_run_into_the_same_directory_is_refused(tmp_path):
+    cfg = tiny_config(tmp_path / "run")
+    train_baseline(cfg, "segment", epochs=1, hidden=8, progress=False)
+    with pytest.raises(ValueError, match="already holds a baseline run"):
+        train_baseline(cfg, "segment", epochs=1, hidden=8, progress=False)
+
+
+def test_memory_tbptt_uses_the_rmn_policy_modules_and_inference():
+    model = MemoryTBPTT(D_E, 4, 8, 2, net_arch=(16, 16), predictor_hidden=(16,), erase_bias=-2.0)
+    assert type(model.actor) is SlotActor and type(model.predictor) is MemoryPredictor
+    obs = spaces.Dict({"segment": spaces.Box(-np.inf, np.inf, (D_E,), np.float32),
+                       "memory": spaces.Box(-np.inf, np.inf, (4, 8), np.float32)})
+    act = spaces.Box(-1, 1, (action_dim(4, 8),), np.float32)
+    policy = RMNPolicy(obs, act, lambda _: 1e-3, n_targets=2, net_arch=[16, 16], predictor_hidden=[16])
+    # same parameter layout: the BPTT-trained weights load strictly into an RMN policy, and back
+    policy.actor.load_state_dict(model.actor.state_dict())
+    policy.predictor.load_state_dict(model.predictor.state_dict())
+    emb = [np.random.default_rng(0).normal(size=(40, D_E)).astype(np.float32)]
+    ours = predict_movies(model, emb, chunk=7)[0]
+    rmn = rollout(policy.actor, policy.predictor, emb)[0]["prediction"]
+    np.testing.assert_allclose(ours, rmn, atol=1e-5)
+
+
+def _sequence(length=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    e = torch.randn(1, length, D_E, generator=g)
+    y = torch.randn(1, length, 2, generator=g)
+    return e, y
+
+
+def _recording_memory_model():
+    """A MemoryTBPTT whose writes keep their output memories (with .grad) for inspection."""
+    torch.manual_seed(0)
+    model = MemoryTBPTT(D_E, 4, 8, 2, net_arch=(16, 16), predictor_hidden=(16,))
+    memories = []
+    original = model.step
+
+    def step(e, m):
+        y, m_new = original(e, m)
+        m_new.retain_grad()
+        memories.append(m_new)
+        return y, m_new
+
+    model.step = step
+    return model, memories
+
+
+def test_full_bptt_gradient_reaches_the_first_write_from_the_last_loss():
+    model, memories = _recording_memory_model()
+    e, y = _sequence(24)
+    mask = torch.zeros(1, 24)
+    mask[0, -1] = 1.0  # only the last segment's error
+    losses = list(tbptt_losses(model, e, y, mask, window=0))
+    assert len(losses) == 1
+    losses[0].backward()
+    assert memories[0].grad is not None and memories[0].grad.abs().sum() > 0  # through 23 later writes
+    assert model.predictor.m0.grad.abs().sum() > 0  # m0 only feeds the first write
+    first_layer = model.actor.features.embed_in.weight
+    assert first_layer.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["memory", "lstm"])
+def test_truncated_bptt_detaches_between_windows(kind):
+    e, y = _sequence(20)
+    mask = torch.ones(1, 20)
+    if kind == "memory":
+        model, memories = _recording_memory_model()
+        start = model.predictor.m0
+    else:
+        torch.manual_seed(0)
+        model, memories = LSTMBaseline(D_E, 2, hidden_size=8), []
+        start = model.h0
+    losses = tbptt_losses(model, e, y, mask, window=10)
+    next(losses)  # window 1: no backward
+    second = next(losses)
+    second.backward()
+    assert start.grad is None  # the initial state only enters window 1
+    if kind == "memory":
+        assert len(memories) == 20
+        assert all(m.grad is None for m in memories[:10])  # nothing from window 2 reaches window 1's writes
+        assert all(m.grad is not None for m in memories[10:-1])
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    with pytest.raises(StopIteration):
+        next(losses)
+
+
+def test_transformer_is_causal_and_windowed():
+    torch.manual_seed(0)
+    model = WindowTransformer(D_E, 2, window=8, d_model=16, n_heads=2)
+    base = np.random.default_rng(1).normal(size=(40, D_E)).astype(np.float32)
+    ref = predict_movies(model, [base], chunk=6)[0]
+    np.testing.assert_allclose(predict_movies(model, [base], chunk=1000)[0], ref, atol=1e-5)  # chunking is exact
+    future = base.copy()
+    future[25] += 3.0
+    changed = predict_movies(model, [future], chunk=6)[0]
+    np.testing.assert_allclose(changed[:25], ref[:25], atol=1e-6)  # the past does not see the future
+    assert np.abs(changed[25] - ref[25]).max() > 1e-4
+    assert np.abs(changed[25:33] - ref[25:33]).max(axis=1).min() > 1e-6  # seen while inside the window ...
+    np.testing.assert_allclose(changed[33:], ref[33:], atol=1e-6)  # ... forgotten once it left it
+
+
+def test_recurrent_streaming_prediction_does_not_depend_on_chunking():
+    torch.manual_seed(0)
+    movies = [np.random.default_rng(i).normal(size=(n, D_E)).astype(np.float32) for i, n in enumerate((31, 17))]
+    for model in (LSTMBaseline(D_E, 2, hidden_size=8), MemoryTBPTT(D_E, 4, 8, 2, net_arch=(16, 16))):
+        whole = predict_movies(model, movies, chunk=1000)
+        for a, b, m in zip(predict_movies(model, movies, chunk=5, batch_movies=1), whole, movies):
+            assert a.shape == (len(m), 2)
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_cli_reports_bad_options_in_one_line(tmp_path, capsys):
+    from agents.cli import run_cli
+    from agents.train_baseline import main
+
+    rc = run_cli(main, ["--model", "transformer", "--window", "0", "--encoder", "pooling", "--out",
+                        str(tmp_path / "t")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: --window 0")
+    rc = run_cli(main, ["--model", "lstm", "--epochs", "0", "--out", str(tmp_path / "t")])
+    assert rc == 2 and "--epochs 0" in capsys.readouterr().err
+
+
+def test_cli_trains_into_out(tmp_path, capsys):
+    from agents.cli import run_cli
+    from agents.train_baseline import main
+
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"dataset_options": TINY, "n_slots": 4, "memory_dim": 8, "net_arch": [16, 16]}))
+    rc = run_cli(main, ["--model", "segment", "--epochs", "1", "--hidden", "8", "--encoder", "pooling", "--config",
+                        str(config), "--out", str(tmp_path / "run"), "--no-progress", "--seed", "3"])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["run"] == str(tmp_path / "run") and printed["model"] == "segment"
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == 3

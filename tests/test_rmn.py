@@ -1,0 +1,194 @@
+"""The RMN agent: networks, afterstate targets, replay of labels, exploration, save/load, resume, CLI."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from affect_env import LiRISMemoryEnv
+from affect_env.memory import decode_action, write
+from agents import train_ddpg
+from agents.config import TrainConfig
+from agents.evaluate import load_model, predict_dataset
+from agents.rmn import RMN
+from agents.training import load_splits, train
+from conftest import SMALL_SYNTHETIC
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+TINY = dict(n_slots=4, memory_dim=8, net_arch=(32, 32), predictor_hidden=(16,), batch_size=32,
+            learning_starts=100, encoder="pooling", eval_every=150, checkpoint_every=150, jump_distance=60,
+            dataset_options=SMALL_SYNTHETIC, device="cpu")
+
+
+def tiny_env(**kw):
+    return LiRISMemoryEnv(dataset_options=SMALL_SYNTHETIC, n_slots=4, memory_dim=8, **kw)
+
+
+def tiny_agent(env=None, **kw):
+    params = dict(learning_starts=50, batch_size=16, seed=0, device="cpu",
+                  policy_kwargs=dict(n_targets=2, net_arch=[32, 32], predictor_hidden=[16]))
+    params.update(kw)
+    return RMN("RMNPolicy", env or tiny_env(), **params)
+
+
+def test_actor_outputs_valid_write_parts_and_actions():
+    model = tiny_agent()
+    obs = model.env.reset()
+    tensor_obs, _ = model.policy.obs_to_tensor(obs)
+    parts = model.policy.write_parts(tensor_obs)
+    assert parts.attention.shape == (1, 4) and parts.erase.shape == (1, 4, 8)
+    torch.testing.assert_close(parts.attention.sum(-1), torch.ones(1))
+    action, _ = model.predict(obs, deterministic=True)
+    assert action.shape == (1, 4 + 3 * 32) and np.abs(action).max() <= 1
+    decoded = decode_action(action[0], 4, 8)
+    np.testing.assert_allclose(decoded.attention, parts.attention[0].detach().numpy(), atol=1e-5)
+
+
+def test_env_uses_the_agents_predictor_and_m0():
+    model = tiny_agent()
+    env = model.env.envs[0].unwrapped
+    assert env.predictor is model.policy.predictor and env.predictor_mode == "shared"
+    obs = model.env.reset()
+    np.testing.assert_allclose(obs["memory"][0], model.policy.predictor.m0.detach().numpy(), rtol=1e-6)
+
+
+def test_replay_keeps_labels_and_order_and_the_critic_target_is_the_afterstate_one():
+    model = tiny_agent()
+    model.learn(200)
+    buf = model.replay_buffer
+    env = model.env.envs[0].unwrapped
+    n = buf.size()
+    # labels come from info["target"]: each stored step's target is that movie's target at t
+    ids = [m.movie_id for m in env.dataset]
+    assert buf.targets.shape == (buf.buffer_size, 2) and (buf.t[:n] >= 0).all()
+    batch = buf.sample_windows(32, 3)
+    assert batch.segments.shape == (32, 4, env.encoder.embed_dim) and batch.afterstates.shape == (32, 3, 4, 8)
+    assert ids  # dataset present
+    # consecutive steps: the afterstate at s-1 is the memory the step s started from
+    starts = buf._valid_starts(1, 64)
+    later = starts[buf.t[starts] > 0]
+    for s in later[:10]:
+        assert buf.episode[s - 1] == buf.episode[s] and buf.t[s - 1] == buf.t[s] - 1
+
+    # afterstate critic target: r_t (recomputed now) + gamma Q'(e_{t+1}, T(m_t, mu'(e_{t+1}, m_t)))
+    batch = buf.sample_windows(16, 1)
+    loss, _ = model._critic_loss(batch)
+    e, m, y, e1 = batch.segments[:, 0], batch.afterstates[:, 0], batch.targets[:, 0], batch.segments[:, 1]
+    with torch.no_grad():
+        r = -(model.predictor(e, m) - y).abs().mean(-1)
+        q_next = model.critic_target(e1, write(m, model.actor_target(e1, m))).squeeze(-1)
+        target = r + model.gamma * (1 - batch.dones[:, 0]) * q_next
+        expected = ((model.critic(e, m).squeeze(-1) - target) ** 2).mean()
+    torch.testing.assert_close(loss, expected)
+
+
+def test_rewards_are_recomputed_with_the_current_predictor():
+    model = tiny_agent()
+    model.learn(120)
+    batch = model.replay_buffer.sample_windows(8, 1)
+    e, m, y = batch.segments[:, 0], batch.afterstates[:, 0], batch.targets[:, 0]
+    before = model._reward(e, m, y).detach().clone()
+    with torch.no_grad():
+        model.predictor.out[-1].bias.add_(0.5)
+    assert not torch.allclose(before, model._reward(e, m, y))
+
+
+def test_training_moves_m0_and_the_jump_loss_reaches_the_write():
+    model = tiny_agent(jump_weight=1.0, jump_distance=30)
+    m0 = model.policy.predictor.m0.detach().clone()
+    model.learn(400)
+    assert not torch.equal(m0, model.policy.predictor.m0.detach())
+    model.actor.optimizer.zero_grad()
+    model._jump_loss(16).backward()
+    assert model.actor.head.weight.grad.abs().sum() > 0
+
+
+def test_exploration_noise_is_per_part_and_in_range():
+    model = tiny_agent(learning_starts=0, exploration_std=0.05 ** 0.5)
+    model._last_obs = model.env.reset()
+    deterministic, _ = model.predict(model._last_obs, deterministic=True)
+    actions = np.stack([model._sample_action(0)[0][0] for _ in range(50)])
+    assert np.abs(actions).max() <= 1.0 + 1e-6
+    assert not np.allclose(actions[0], deterministic[0])
+    for a in actions[:5]:
+        att = decode_action(a, 4, 8).attention
+        assert abs(att.sum() - 1) < 1e-5 and att.min() >= 0
+    # content noise has the paper's variance where it is not clipped
+    content = actions[:, 4 + 32:4 + 64] - deterministic[0, 4 + 32:4 + 64]
+    inside = np.abs(actions[:, 4 + 32:4 + 64]) < 0.999
+    assert abs(content[inside].std() - 0.05 ** 0.5) < 0.05
+
+
+def test_paper_faithful_config():
+    cfg = TrainConfig().apply_paper_faithful()
+    assert cfg.window == 1 and cfg.jump_weight == 0 and cfg.exploration_std == pytest.approx(0.05 ** 0.5)
+    assert cfg.erase_bias == 0 and not cfg.coupled_gates and cfg.value_scale == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    cfg = TrainConfig(timesteps=300, out=str(out), **TINY)
+    summary = train(cfg, progress=False)
+    return out, summary, cfg
+
+
+def test_end_to_end_run_writes_every_output(tiny_run):
+    out, summary, cfg = tiny_run
+    for name in ("config.json", "encoder.pt", "model.zip", "metrics.csv", "eval_log.csv", "summary.json",
+                 "figures/predictions.png", "figures/memory_attention.png", "figures/training_curves.png",
+                 "checkpoint/model.zip", "checkpoint/replay.pkl"):
+        assert (out / name).exists(), name
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert metrics.iloc[0]["scope"] == "global" and "gap_closed" in metrics.columns
+    test = load_splits(cfg)["test"]
+    assert len(metrics) == 1 + len(test)
+    pred = pd.read_csv(out / "predictions" / f"{test.movies[0].movie_id}.csv")
+    assert list(pred.columns) == ["time", "valence_pred", "valence_true", "arousal_pred", "arousal_true"]
+    assert len(pred) == test.movies[0].n_segments
+    assert list(pd.read_csv(out / "eval_log.csv")["timesteps"]) == [150, 300]
+    assert any((out / "tb").rglob("events.out.tfevents*"))
+    assert summary["timesteps"] == 300 and np.isfinite(summary["test_mse"])
+
+
+def test_saved_model_reproduces_predictions(tiny_run):
+    out, _, cfg = tiny_run
+    test = load_splits(cfg)["test"]
+    model = load_model(out, device="cpu")
+    again = load_model(out / "model.zip", device="cpu")
+    p1 = predict_dataset(model, test)[0]["prediction"]
+    p2 = predict_dataset(again, test)[0]["prediction"]
+    np.testing.assert_array_equal(p1, p2)
+    saved = pd.read_csv(out / "predictions" / f"{test.movies[0].movie_id}.csv")
+    np.testing.assert_allclose(saved["valence_pred"], p1[:, 0], rtol=1e-5, atol=1e-6)
+    # the encoder and its normalisation statistics travel in the zip
+    assert model.policy.encoder is not None and model.policy.encoder.stats.dim == test.feature_dim
+
+
+def test_resume_continues_an_interrupted_run(tmp_path):
+    out = tmp_path / "resumable"
+    cfg = TrainConfig(timesteps=300, out=str(out), **TINY)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False, on_eval=lambda row: (_ for _ in ()).throw(KeyboardInterrupt())
+              if row["timesteps"] >= 150 else None)
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["num_timesteps"] == 150 and not (out / "model.zip").exists()
+    summary = train(TrainConfig(out=str(out)), resume=True, progress=False)
+    assert summary["timesteps"] == 300
+    assert list(pd.read_csv(out / "eval_log.csv")["timesteps"]) == [150, 300]
+    with pytest.raises(ValueError, match="--resume"):
+        train(cfg, progress=False)  # refuses to overwrite a run
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    from agents.cli import run_cli
+
+    code = run_cli(train_ddpg.main, ["--dataset", str(tmp_path / "missing"), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "not found" in err[0]
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"n_slots": 4, "learning_rat": 0.1}')
+    code = run_cli(train_ddpg.main, ["--config", str(bad), "--out", str(tmp_path / "r2")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "learning_rat" in err[0] and "bad.json" in err[0]

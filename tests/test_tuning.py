@@ -1,0 +1,224 @@
+"""Tuning: Optuna studies over tau/gamma/N (storage, workers, pruning, failures, outputs) and the N-ablation."""
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+from wsgiref.util import setup_testing_defaults
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from agents.cli import add_training_arguments, config_from_args, run_cli
+from agents.config import TrainConfig
+from agents.training import train
+from tuning import ablate_slots, optimize
+from tuning.optimize import RMNObjective, SearchSpace, run_study
+from tuning.storage import make_storage, open_study, resolve_storage_url
+
+TINY = dict(dataset_options={"n_movies": [4, 2, 2], "length": 240, "dependency_distance": 200, "intro_span": 10},
+            memory_dim=8, net_arch=[32, 32], predictor_hidden=[32], encoder="pooling", timesteps=200,
+            learning_starts=100, eval_every=100, batch_size=32, device="cpu")
+SPACE = SearchSpace(n_slots=(1, 4))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def crashing_train(cfg, **kwargs):
+    raise RuntimeError("simulated crash in training")
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    """A study that lived through a crashing trial and a killed worker, then got 2 real trials."""
+    out = tmp_path_factory.mktemp("study")
+    base = TrainConfig(**TINY)
+    hb = dict(heartbeat_interval=1, grace_period=1)
+    study = run_study("tiny", base, out, n_trials=1, space=SPACE, progress=False, train_fn=crashing_train, **hb)
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+    # a worker killed mid-trial: its trial stays RUNNING with a last heartbeat that then goes stale
+    killed = optuna.load_study(study_name="tiny", storage=make_storage(resolve_storage_url(None, out), **hb))
+    with pytest.warns(UserWarning, match="Heartbeat"):  # ask() on a heartbeat storage: as a worker would
+        trial = killed.ask()
+    killed._storage.record_heartbeat(trial._trial_id)
+    time.sleep(1.5)
+    run_study("tiny", base, out, n_trials=2, space=SPACE, progress=False, **hb)
+    return out
+
+
+def load(out, name="tiny"):
+    return optuna.load_study(study_name=name, storage=resolve_storage_url(None, out))
+
+
+def test_crashed_and_killed_trials_leave_the_study_resumable(study_dir):
+    study = load(study_dir)
+    states = [t.state for t in study.trials]
+    # trial 0 raised, trial 1's worker was killed (failed by heartbeat), then 2 new trials completed
+    assert states == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE  # synthetic data has an oracle
+    assert study.user_attrs["objective"] == "gap_closed"
+    for t in study.trials[2:]:
+        summary = json.loads((study_dir / "trials" / str(t.number) / "summary.json").read_text())
+        assert t.value == pytest.approx(summary["val_gap_closed"])
+        assert 1 <= t.params["n_slots"] <= 4
+        assert sorted(t.intermediate_values) == [100, 200]  # reported every eval_every steps
+
+
+def test_study_writes_all_outputs(study_dir):
+    study = load(study_dir)
+    trials = pd.read_csv(study_dir / "trials.csv")
+    assert list(trials["state"]) == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+    assert {"params_tau", "params_gamma", "params_n_slots", "value"} <= set(trials.columns)
+    best = json.loads((study_dir / "best_trial.json").read_text())
+    assert best["number"] == study.best_trial.number
+    assert best["value"] == max(t.value for t in study.trials if t.state == TrialState.COMPLETE)
+    assert (best["direction"], best["objective"]) == ("maximize", "validation gap_closed")
+    for name in ("optimization_history", "intermediate_values", "param_importances", "objective_vs_n_slots"):
+        assert (study_dir / f"{name}.png").stat().st_size > 1000, name
+
+
+def test_best_params_round_trip_into_training(study_dir, tmp_path):
+    path = study_dir / "best_params.json"
+    cfg = TrainConfig.load(path)
+    study = load(study_dir)
+    assert {k: getattr(cfg, k) for k in ("tau", "gamma", "n_slots")} == study.best_params
+    assert cfg.memory_dim == TINY["memory_dim"] and cfg.checkpoint_every == TrainConfig().checkpoint_every
+    parser = argparse.ArgumentParser()
+    add_training_arguments(parser)
+    assert config_from_args(parser.parse_args(["--config", str(path)])) == cfg  # what train_ddpg --config reads
+    cfg = cfg.update({"out": str(tmp_path / "best"), "timesteps": 120, "eval_every": 0})
+    summary = train(cfg, progress=False)
+    assert summary["timesteps"] == 120
+    assert TrainConfig.load(tmp_path / "best" / "config.json").n_slots == study.best_params["n_slots"]
+
+
+def test_optuna_dashboard_loads_the_storage(study_dir):
+    import optuna_dashboard
+
+    app = optuna_dashboard.wsgi(resolve_storage_url(None, study_dir))
+    environ = {"PATH_INFO": "/api/studies", "REQUEST_METHOD": "GET"}
+    setup_testing_defaults(environ)
+    status = []
+    body = b"".join(app(environ, lambda s, h, *a: status.append(s)))
+    assert status[0].startswith("200")
+    studies = json.loads(body)["study_summaries"]
+    assert [s["study_name"] for s in studies] == ["tiny"]
+
+
+def test_joining_with_other_settings_is_an_error(study_dir):
+    other = TrainConfig(**{**TINY, "timesteps": 300})
+    with pytest.raises(ValueError, match=r"timesteps=200 \(this run: 300\)"):
+        run_study("tiny", other, study_dir, n_trials=0, space=SPACE, progress=False, write_outputs=False)
+
+
+def test_pruner_stops_a_trial_through_on_eval(tmp_path):
+    # the threshold is impossible to reach, so the first validation report must prune
+    pruner = optuna.pruners.ThresholdPruner(lower=1e9)
+    study = run_study("prune", TrainConfig(**TINY), tmp_path, n_trials=1, space=SPACE, pruner=pruner,
+                      progress=False)
+    (trial,) = study.trials
+    assert trial.state == TrialState.PRUNED
+    assert list(trial.intermediate_values) == [100]
+    assert not (tmp_path / "trials" / "0" / "summary.json").exists()  # training stopped at step 100
+    assert not (tmp_path / "best_params.json").exists()  # nothing completed: no best to write
+
+
+def test_pruning_callback_reports_and_raises():
+    study = optuna.create_study(direction="minimize", pruner=optuna.pruners.ThresholdPruner(upper=1.0))
+    trial = study.ask()
+    on_eval = RMNObjective(TrainConfig(), SPACE, "unused", "mse").pruning_callback(trial)
+    on_eval({"timesteps": 10, "mse": 0.5, "gap_closed": 0.1})
+    with pytest.raises(optuna.TrialPruned, match="step 20"):
+        on_eval({"timesteps": 20, "mse": 2.0, "gap_closed": 0.1})
+    assert study._storage.get_trial(trial._trial_id).intermediate_values == {10: 0.5, 20: 2.0}
+
+
+def _worker(argv):
+    sys.exit(run_cli(optimize.main, argv))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_two_workers_share_one_study(tmp_path, kind):
+    """Two processes run the documented worker command (``python -m tuning.optimize`` with the same study)
+    at the same moment; forked rather than spawned only to skip re-importing torch."""
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({**TINY, "timesteps": 100, "learning_starts": 50, "eval_every": 100}))
+    url = resolve_storage_url(None, tmp_path / "out") if kind == "sqlite" else f"journal:{tmp_path / 'journal.log'}"
+    argv = ["--study", "shared", "--out", str(tmp_path / "out"), "--config", str(config), "--n-range", "1", "4",
+            "--n-trials", "1", "--no-progress"] + ([] if kind == "sqlite" else ["--storage", url])
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_worker, args=(argv + ["--sampler-seed", str(k)],)) for k in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=300)
+        assert w.exitcode == 0
+    study = optuna.load_study(study_name="shared", storage=make_storage(url))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert sorted(t.number for t in study.trials) == [0, 1]
+    assert {p.name for p in (tmp_path / "out" / "trials").iterdir()} == {"0", "1"}
+    assert TrainConfig.load(tmp_path / "out" / "best_params.json").n_slots == study.best_params["n_slots"]
+
+
+def test_journal_running_trials_can_be_failed_explicitly(tmp_path):
+    url = f"journal:{tmp_path / 'journal.log'}"
+    study = open_study("j", url, tmp_path, direction="maximize")
+    study.ask()  # a worker that died: journal storages have no heartbeats
+    study = run_study("j", TrainConfig(**TINY), tmp_path, storage=url, n_trials=0, fail_running=True,
+                      progress=False)
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+    assert pd.read_csv(tmp_path / "trials.csv")["state"].tolist() == ["FAIL"]
+
+
+def test_cli_rejects_fixing_a_tuned_field(capsys):
+    assert run_cli(optimize.main, ["--study", "x", "--tau", "0.01"]) == 2
+    assert "--tau 0.01: tuned by the study; set its range with --tau-range" in capsys.readouterr().err
+    assert run_cli(optimize.main, ["--study", "x", "--tau-range", "0.1", "0.01"]) == 2
+    assert "--tau-range 0.1 0.01: give LOW HIGH" in capsys.readouterr().err
+
+
+def test_slot_ablation_table_plot_and_resume(tmp_path, capsys):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({**TINY, "timesteps": 100, "learning_starts": 50, "eval_every": 0}))
+    argv = ["--n", "2", "1", "--seeds", "1", "--config", str(config), "--out", str(tmp_path / "abl"), "--no-progress"]
+    assert run_cli(ablate_slots.main, argv) == 0
+    printed = capsys.readouterr().out
+    assert "| N | seeds | test_mse mean ± std [min, max] | test_gap_closed" in printed
+    runs = pd.read_csv(tmp_path / "abl" / "runs.csv")
+    assert runs[["n_slots", "seed"]].values.tolist() == [[1, 0], [2, 0]]
+    for _, r in runs.iterrows():
+        summary = json.loads((Path(r["run"]) / "summary.json").read_text())
+        assert r["test_mse"] == pytest.approx(summary["test_mse"])
+        assert TrainConfig.load(Path(r["run"]) / "config.json").n_slots == r["n_slots"]
+    table = pd.read_csv(tmp_path / "abl" / "ablation.csv")
+    assert table["n_slots"].tolist() == [1, 2] and table["n_seeds"].tolist() == [1, 1]
+    assert table["test_mse_mean"].tolist() == pytest.approx(runs["test_mse"].tolist())
+    assert (tmp_path / "abl" / "ablation.png").stat().st_size > 1000
+    # resuming: finished runs are read back, never retrained
+    base = TrainConfig.load(config)
+    again = ablate_slots.run_ablation(base, [1, 2], [0], tmp_path / "abl", progress=False, train_fn=crashing_train)
+    assert again["skipped"].all()
+    assert again["test_mse"].tolist() == pytest.approx(runs["test_mse"].tolist())
+    # other settings in the same directory: an error, not a silent mix
+    with pytest.raises(ValueError, match="n1_seed0: this run was trained with timesteps=100"):
+        ablate_slots.run_ablation(base.update({"timesteps": 50}), [1], [0], tmp_path / "abl", progress=False)
+
+
+def test_ablation_summary_statistics():
+    runs = pd.DataFrame({"n_slots": [4, 4, 4, 1], "seed": [0, 1, 2, 0], "test_mse": [1.0, 2.0, 3.0, 5.0]})
+    table = ablate_slots.summarize_ablation(runs, ["test_mse"])
+    assert table["n_slots"].tolist() == [1, 4]
+    row = table.iloc[1]
+    assert (row["test_mse_mean"], row["test_mse_std"], row["test_mse_min"], row["test_mse_max"]) == (2.0, 1.0, 1.0, 3.0)
+    assert pd.isna(table.iloc[0]["test_mse_std"])
+    assert "| 1 | 1 | 5.0000 ± n/a [5.0000, 5.0000] |" in ablate_slots.markdown_table(table, ["test_mse"])

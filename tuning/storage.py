@@ -1,0 +1,186 @@
+"""Where an Optuna study lives, and how several workers open the same one safely.
+
+Three kinds of storage, picked by the ``--storage`` string:
+
+* nothing: an SQLite file ``<out>/study.db`` (one machine, a few workers);
+* ``journal:PATH``: an append-only journal file (:class:`optuna.storages.journal.JournalFileBackend`), for
+  workers on several machines that share a filesystem (e.g. NFS);
+* any SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``, ``mysql+pymysql://...``): a database, for many
+  machines.
+
+Opening is done under an exclusive ``fcntl.flock`` on a lock file next to the storage, because the first use
+of a new SQLite file (schema creation) races when two workers start at the same moment. RDB storages
+record heartbeats, so a trial whose worker was killed is marked ``FAIL`` by the next worker that asks for a
+trial once ``grace_period`` seconds have passed; the journal storage has no heartbeats, so its stale
+``RUNNING`` trials are failed on request (:func:`fail_running_trials`, ``--fail-running``) once no worker of
+the study is alive.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+import optuna
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+
+JOURNAL_PREFIX = "journal:"
+#: seconds an SQLite connection waits for another worker's write lock before giving up
+SQLITE_TIMEOUT = 60
+
+
+def resolve_storage_url(storage: Optional[str], out: Union[str, Path]) -> str:
+    """The storage string of a study: ``storage`` itself, or ``sqlite:///<out>/study.db`` when it is empty.
+
+    :param storage: ``None``/``""``, ``journal:PATH`` or an SQLAlchemy database URL
+    :param out: the study's output directory (holds the default SQLite file)
+    :return: a storage string accepted by :func:`make_storage`
+    """
+    if storage:
+        if storage.startswith(JOURNAL_PREFIX):
+            if not storage[len(JOURNAL_PREFIX):]:
+                raise ValueError(f"--storage {storage}: give the journal file, e.g. journal:runs/tune/journal.log")
+            return storage
+        if "://" not in storage:
+            raise ValueError(f"--storage {storage}: expected journal:PATH or a database URL such as "
+                             "sqlite:///runs/tune/study.db or postgresql://user@host/db")
+        return storage
+    return f"sqlite:///{(Path(out) / 'study.db').resolve()}"
+
+
+def _sqlite_path(url: str) -> Optional[Path]:
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+def lock_file_for(url: str, out: Union[str, Path]) -> Path:
+    """The lock file that serialises opening ``url``: next to the SQLite/journal file, else in ``out``.
+
+    (A lock in ``out`` only serialises the workers of one machine: with a database server used from many
+    machines, create the study once first with ``--create-only``.)
+    """
+    if url.startswith(JOURNAL_PREFIX):
+        path = Path(url[len(JOURNAL_PREFIX):])
+        return path.with_name(path.name + ".open.lock")
+    sqlite = _sqlite_path(url)
+    if sqlite is not None:
+        return sqlite.with_name(sqlite.name + ".lock")
+    digest = hashlib.sha1(url.encode()).hexdigest()[:12]
+    return Path(out) / f".storage-{digest}.lock"
+
+
+@contextmanager
+def file_lock(path: Union[str, Path]) -> Iterator[None]:
+    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if missing) for the ``with`` block."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def make_storage(url: str, *, heartbeat_interval: Optional[int] = 60,
+                 grace_period: Optional[int] = None) -> BaseStorage:
+    """An Optuna storage for ``url`` (call it under :func:`file_lock`; :func:`open_study` does).
+
+    :param url: ``journal:PATH`` or an SQLAlchemy database URL (see :func:`resolve_storage_url`)
+    :param heartbeat_interval: seconds between heartbeats of a running trial (RDB storages only; ``None``
+        disables them)
+    :param grace_period: seconds without a heartbeat after which a running trial counts as dead
+        (default ``2 * heartbeat_interval``)
+    """
+    if url.startswith(JOURNAL_PREFIX):
+        path = Path(url[len(JOURNAL_PREFIX):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    engine_kwargs = None
+    sqlite = _sqlite_path(url)
+    if sqlite is not None:
+        sqlite.parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                              grace_period=grace_period)
+    except ImportError as err:
+        raise ValueError(f"--storage {url}: the database driver is not installed ({err})") from None
+
+
+def open_study(study_name: str, url: str, out: Union[str, Path], *, direction: str,
+               sampler: Optional[optuna.samplers.BaseSampler] = None,
+               pruner: Optional[optuna.pruners.BasePruner] = None, user_attrs: Optional[dict] = None,
+               heartbeat_interval: Optional[int] = 60, grace_period: Optional[int] = None) -> optuna.Study:
+    """Create the study ``study_name`` in ``url``, or load it when it exists (``load_if_exists=True``).
+
+    Storage creation and study creation happen under one file lock, so any number of workers may call this
+    at the same time. On creation, ``user_attrs`` are stored on the study (the settings every worker must
+    share); on loading, they are compared with the stored ones and a difference is an error naming the
+    field, and so is a different optimisation direction.
+
+    :param direction: ``"minimize"`` or ``"maximize"``
+    :return: the study, ready for ``optimize``
+    """
+    with file_lock(lock_file_for(url, out)):
+        storage = make_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+        study = optuna.create_study(storage=storage, study_name=study_name, direction=direction,
+                                    sampler=sampler, pruner=pruner, load_if_exists=True)
+        stored = study.user_attrs
+        if not stored and study.trials == [] and user_attrs:
+            for key, value in user_attrs.items():
+                study.set_user_attr(key, value)
+            stored = user_attrs
+    wanted = optuna.study.StudyDirection.MAXIMIZE if direction == "maximize" else optuna.study.StudyDirection.MINIMIZE
+    if study.direction != wanted:
+        raise ValueError(f"study {study_name!r} in {url} is a {study.direction.name.lower()} study; this run "
+                         f"would {direction} (a different --objective): use the same objective or another --study")
+    for key, value in (user_attrs or {}).items():
+        if key in stored and stored[key] != value:
+            raise ValueError(f"study {study_name!r} in {url} was created with {key} {_diff(stored[key], value)}: "
+                             "use the same settings to add trials to it, or another --study / --out")
+    return study
+
+
+def _diff(old, new) -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        parts = [f"{k}={old.get(k)!r} (this run: {new.get(k)!r})" for k in sorted(set(old) | set(new))
+                 if old.get(k) != new.get(k)]
+        return ", ".join(parts)
+    return f"{old!r} (this run: {new!r})"
+
+
+def fail_running_trials(study: optuna.Study) -> list:
+    """Mark every ``RUNNING`` trial of ``study`` as ``FAIL``; returns their numbers.
+
+    Only for when no worker of the study is alive (e.g. after a crash with the journal storage, which has
+    no heartbeats): a live worker's trial would be failed too, and its result then rejected.
+    """
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        try:
+            if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                failed.append(trial.number)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # it finished meanwhile
+    return failed
+
+
+def dashboard_command(url: str) -> str:
+    """The shell command that opens the study's storage in optuna-dashboard."""
+    if url.startswith(JOURNAL_PREFIX):
+        return f"optuna-dashboard {url[len(JOURNAL_PREFIX):]}"
+    return f"optuna-dashboard {url}"
+
+
+__all__ = ["resolve_storage_url", "lock_file_for", "file_lock", "make_storage", "open_study",
+           "fail_running_trials", "dashboard_command", "JOURNAL_PREFIX"]
