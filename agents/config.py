@@ -21,41 +21,43 @@ class TrainConfig:
     targets: tuple = ("valence", "arousal")
     segment_seconds: Optional[float] = None
     n_slots: int = 10
-    memory_dim: int = 32
+    memory_dim: int = 16
     # segment encoder: "lstm" (pretrained here), "pooling" (parameter-free) or a saved encoder path
     encoder: str = "lstm"
     encoder_hidden: int = 64
     encoder_reconstruction: float = 1.0
-    encoder_epochs: int = 30
+    encoder_epochs: int = 10
     # optimisation
-    timesteps: int = 60_000
+    timesteps: int = 200_000
     learning_rate: float = 3e-4
+    final_learning_rate: Optional[float] = 3e-5  # linear decay to this value over the run (None: constant)
     batch_size: int = 128
     buffer_size: int = 300_000
     learning_starts: int = 2_000
     tau: float = 0.005
     gamma: float = 0.99
-    train_freq: int = 1
+    train_freq: int = 4
     gradient_steps: int = 1
     net_arch: tuple = (64, 64)
     predictor_hidden: tuple = (64,)
     read_heads: int = 1
     # the recipe (see RMN's docstring and the README's "Deviations from the paper")
-    exploration_std: Any = 0.05
+    exploration_std: Any = (0.05, 0.0, 0.05, 0.0)  # attention, erase, content, input gate
     erase_bias: float = -4.0
     input_bias: float = 0.0
     coupled_gates: bool = True
     window: int = 1
     jump_weight: float = 1.0
     jump_distance: int = 400
-    value_scale: float = 1.0
+    value_scale: float = 0.01
+    refresh_every: int = 1000
     paper_faithful: bool = False
     # bookkeeping
     seed: int = 0
     device: str = "auto"
     threads: int = 1  # torch CPU threads: small networks run faster on one thread than on two busy ones
-    eval_every: int = 10_000
-    checkpoint_every: int = 10_000
+    eval_every: int = 20_000
+    checkpoint_every: int = 20_000
     out: str = "runs/default"
 
     def __post_init__(self) -> None:
@@ -69,7 +71,9 @@ class TrainConfig:
         self.exploration_std = 0.05 ** 0.5
         self.erase_bias = self.input_bias = 0.0
         self.coupled_gates = False
-        self.window, self.jump_weight, self.value_scale = 1, 0.0, 1.0
+        self.window, self.jump_weight, self.value_scale, self.refresh_every = 1, 0.0, 1.0, 0
+        self.train_freq = 1
+        self.final_learning_rate = None
         self.encoder_reconstruction = 0.0
         return self
 
@@ -77,6 +81,8 @@ class TrainConfig:
         d = asdict(self)
         for k in ("targets", "net_arch", "predictor_hidden"):
             d[k] = list(d[k])
+        if isinstance(d["exploration_std"], tuple):
+            d["exploration_std"] = list(d["exploration_std"])
         return d
 
     def save(self, path: Union[str, Path]) -> None:

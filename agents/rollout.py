@@ -26,6 +26,10 @@ def rollout(
     :param embeddings: one ``(T_i, d_e)`` array per movie
     :return: one dict per movie with ``prediction (T, n_targets)`` and ``attention (T, N)`` (the write's)
     """
+    from agents.rmn.networks import NumpySlotActor, SlotActor
+
+    if len(embeddings) == 1 and isinstance(write_policy, SlotActor) and str(device) == "cpu":
+        return [stream_movie(NumpySlotActor(write_policy), predictor, embeddings[0])]
     results: list = [None] * len(embeddings)
     order = np.argsort([-len(e) for e in embeddings])  # batch movies of similar length together
     for start in range(0, len(order), batch_movies):
@@ -48,3 +52,21 @@ def rollout(
         for b, i in enumerate(idx):
             results[i] = {"prediction": preds[b, :lengths[b]], "attention": atts[b, :lengths[b]]}
     return results
+
+
+def stream_movie(write_policy: Callable[[np.ndarray, np.ndarray], WriteAction], predictor: MemoryPredictor,
+                 embedding: np.ndarray) -> dict:
+    """One movie, one segment at a time, in NumPy (the fast path for a single long movie on the CPU).
+
+    :param write_policy: NumPy ``(e_t, m_{t-1}) -> WriteAction`` (e.g. :class:`~agents.rmn.networks.NumpySlotActor`)
+    :return: ``{"prediction": (T, n_targets), "attention": (T, N)}``
+    """
+    memory = predictor.m0.detach().cpu().numpy().astype(np.float32)
+    preds = np.zeros((len(embedding), predictor.n_targets), np.float32)
+    atts = np.zeros((len(embedding), predictor.n_slots), np.float32)
+    for t, e in enumerate(np.asarray(embedding, np.float32)):
+        parts = write_policy(e, memory)
+        memory = write(memory, parts)
+        preds[t] = predictor.predict_numpy(e, memory)
+        atts[t] = parts.attention
+    return {"prediction": preds, "attention": atts}

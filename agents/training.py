@@ -6,7 +6,9 @@
     encoder.pt         the segment encoder (with the train split's normalisation statistics)
     checkpoint/        latest periodic checkpoint (model.zip, replay.pkl, state.json), written atomically
     eval_log.csv       validation metrics during training (training curves)
-    model.zip          the final model (SB3 zip: actor, critic, predictor, m0, encoder, statistics)
+    best_model.zip     the model with the best validation score so far (gap_closed, else -MSE)
+    model.zip          the selected model: the best on validation (SB3 zip: actor, critic, predictor, m0,
+                       encoder, statistics)
     metrics.csv        test metrics, global and per movie
     predictions/       one CSV per test movie: time, prediction and truth per target
     figures/           predictions.png, memory_attention.png, training_curves.png
@@ -76,15 +78,23 @@ def make_rmn(cfg: TrainConfig, env: LiRISMemoryEnv, encoder: SegmentEncoder, ten
                          erase_bias=cfg.erase_bias, input_bias=cfg.input_bias, coupled_gates=cfg.coupled_gates,
                          encoder_spec=encoder.spec())
     model = RMN(
-        "RMNPolicy", env, learning_rate=cfg.learning_rate, buffer_size=min(cfg.buffer_size, cfg.timesteps + 1),
+        "RMNPolicy", env, learning_rate=learning_rate_schedule(cfg), buffer_size=min(cfg.buffer_size, cfg.timesteps + 1),
         learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma,
         train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps, exploration_std=cfg.exploration_std,
         window=cfg.window, jump_weight=cfg.jump_weight, jump_distance=cfg.jump_distance,
-        value_scale=cfg.value_scale, tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs,
+        value_scale=cfg.value_scale, refresh_every=cfg.refresh_every, tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs,
         seed=cfg.seed, device=cfg.device,
     )
     model.policy.encoder.load_state_dict(encoder.state_dict())
     return model
+
+
+def learning_rate_schedule(cfg: TrainConfig):
+    """A constant rate, or a linear decay from ``learning_rate`` to ``final_learning_rate`` over the run."""
+    if cfg.final_learning_rate is None:
+        return cfg.learning_rate
+    start, end = cfg.learning_rate, cfg.final_learning_rate
+    return lambda progress_remaining: end + (start - end) * progress_remaining
 
 
 def atomic_save_model(model, path: Path) -> None:
@@ -111,6 +121,11 @@ class CheckpointAndEval(BaseCallback):
         self.run_dir, self.evaluate_fn, self.on_eval = run_dir, evaluate_fn, on_eval
         self.eval_every, self.checkpoint_every, self.t0 = eval_every, checkpoint_every, t0
         self.last_eval: Optional[dict] = None
+        best = run_dir / "best_model.json"
+        self.best_score: Optional[float] = None
+        if best.exists():  # resuming: keep the best model of the interrupted part
+            row = json.loads(best.read_text())
+            self.best_score = row.get("gap_closed", -row["mse"])
 
     def _on_step(self) -> bool:
         n = self.model.num_timesteps
@@ -124,6 +139,11 @@ class CheckpointAndEval(BaseCallback):
                 if k not in ("timesteps",):
                     self.logger.record(f"eval/{k}", v)
             self.last_eval = row
+            score = row.get("gap_closed", -row["mse"])
+            if self.best_score is None or score > self.best_score:
+                self.best_score = score
+                atomic_save_model(self.model, self.run_dir / "best_model.zip")
+                atomic_write_text(self.run_dir / "best_model.json", json.dumps(row, indent=2) + "\n")
             if self.on_eval is not None:
                 self.on_eval(row)  # may raise (e.g. optuna.TrialPruned) to stop the run
         return True
@@ -190,16 +210,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         model.learn(remaining, callback=callback, reset_num_timesteps=not resume, progress_bar=progress,
                     tb_log_name="rmn")
     learn_wall = time.time() - learn_start
+    updates_per_s = (model._n_updates - updates_before) / max(learn_wall, 1e-9)
     train_wall = time.time() - t0
-    atomic_save_model(model, out / "model.zip")
     save_checkpoint(model, ckpt, train_wall)
+    if (out / "best_model.zip").exists():  # model selection on the validation split
+        model = RMN.load(out / "best_model.zip", env=env, device=cfg.device)
+    atomic_save_model(model, out / "model.zip")
 
     metrics, results = evaluate_model(model, data["test"])
     write_outputs(out, metrics, results, data["test"])
     g = metrics.iloc[0]
     val = validation_metrics(model, data["val"], val_embeddings)
-    summary = {"timesteps": int(model.num_timesteps), "train_wall_s": round(train_wall, 1),
-               "updates_per_s": round((model._n_updates - updates_before) / max(learn_wall, 1e-9), 1),
+    summary = {"timesteps": int(model.num_timesteps), "trained_timesteps": int(cfg.timesteps),
+               "train_wall_s": round(train_wall, 1),
+               "updates_per_s": round(updates_per_s, 1),
                "test_mse": float(g["mse"]), "paper_faithful": cfg.paper_faithful}
     summary.update({f"val_{k}": v for k, v in val.items() if k in ("mse", "gap_closed")})
     for k in ("gap_closed", "mse_oracle", "mse_no_memory"):

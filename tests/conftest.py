@@ -2,8 +2,12 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from affect_env.data import load_dataset
+
+# The networks under test are small: one thread is faster than two competing ones (and keeps CI steady).
+torch.set_num_threads(1)
 
 FIXTURES = Path(__file__).parent / "data"
 CEAP_SUBSET = FIXTURES / "ceap360vr_subset"

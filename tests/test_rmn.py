@@ -124,6 +124,32 @@ def test_paper_faithful_config():
     cfg = TrainConfig().apply_paper_faithful()
     assert cfg.window == 1 and cfg.jump_weight == 0 and cfg.exploration_std == pytest.approx(0.05 ** 0.5)
     assert cfg.erase_bias == 0 and not cfg.coupled_gates and cfg.value_scale == 1
+    assert cfg.refresh_every == 0 and cfg.train_freq == 1 and cfg.encoder_reconstruction == 0
+
+
+def test_refresh_recomputes_stored_memories_with_the_current_actor():
+    model = tiny_agent(learning_starts=20)
+    model.learn(300)  # one full movie (240 steps) and the start of the next
+    buf = model.replay_buffer
+    episodes = buf.complete_episodes()
+    assert [len(e) for e in episodes] == [240, 60]
+    with torch.no_grad():  # change the actor: stored memories are now stale
+        model.actor.head.bias.add_(0.3)
+    model.refresh_memories()
+    seg = torch.as_tensor(buf.segments[episodes[0]])
+    with torch.no_grad():
+        m = model.predictor.m0.unsqueeze(0)
+        for t in range(len(seg)):
+            m = write(m, model.actor(seg[t:t + 1], m))
+            np.testing.assert_allclose(buf.afterstates[episodes[0][t]], m[0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_movie_whose_start_was_overwritten_is_not_refreshed():
+    model = tiny_agent(learning_starts=20, buffer_size=300)
+    model.learn(560)  # wraps: the first movie's start is overwritten
+    episodes = model.replay_buffer.complete_episodes()
+    assert all(model.replay_buffer.t[e[0]] == 0 for e in episodes)
+    assert sum(len(e) for e in episodes) < 300
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +164,7 @@ def test_end_to_end_run_writes_every_output(tiny_run):
     out, summary, cfg = tiny_run
     for name in ("config.json", "encoder.pt", "model.zip", "metrics.csv", "eval_log.csv", "summary.json",
                  "figures/predictions.png", "figures/memory_attention.png", "figures/training_curves.png",
-                 "checkpoint/model.zip", "checkpoint/replay.pkl"):
+                 "checkpoint/model.zip", "checkpoint/replay.pkl", "best_model.zip", "best_model.json"):
         assert (out / name).exists(), name
     metrics = pd.read_csv(out / "metrics.csv")
     assert metrics.iloc[0]["scope"] == "global" and "gap_closed" in metrics.columns
@@ -192,3 +218,19 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     code = run_cli(train_ddpg.main, ["--config", str(bad), "--out", str(tmp_path / "r2")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "learning_rat" in err[0] and "bad.json" in err[0]
+
+
+@pytest.mark.parametrize("coupled,arch", [(True, (32, 32)), (False, (16,)), (False, (16, 16, 16))])
+def test_numpy_streaming_equals_batched_torch_rollout(coupled, arch):
+    from agents.rmn.networks import SlotActor
+    from affect_env.memory import MemoryPredictor
+    from agents.rollout import rollout
+
+    torch.manual_seed(0)
+    actor = SlotActor(6, 4, 8, arch, erase_bias=-4.0, coupled_gates=coupled)
+    predictor = MemoryPredictor(6, 4, 8, 2, hidden=(16,), read_heads=2)
+    e = np.random.default_rng(0).normal(size=(120, 6)).astype(np.float32) * 3
+    fast = rollout(actor, predictor, [e])[0]  # one movie on the CPU: the NumPy path
+    slow = rollout(actor, predictor, [e, e[:50]])[0]  # batched torch path
+    np.testing.assert_allclose(fast["prediction"], slow["prediction"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fast["attention"], slow["attention"], rtol=1e-4, atol=1e-6)

@@ -60,7 +60,7 @@ class SyntheticConfig:
     :param world_seed: seed of the fixed "world" (scene tables, codes), shared by all splits
     """
 
-    n_movies: tuple = (64, 16, 16)
+    n_movies: tuple = (1024, 32, 32)
     length: int = 400
     dependency_distance: int = 200
     n_characters: int = 4

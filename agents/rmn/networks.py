@@ -6,8 +6,9 @@ instead of flat ``N d``-wide layers.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -103,3 +104,52 @@ class AfterstateCritic(nn.Module):
         w = torch.softmax(self.attend(f), dim=1)
         pooled = torch.cat([(w * f).sum(dim=1), f.mean(dim=1), embedding], dim=-1)
         return self.value(pooled)  # (B, 1)
+
+
+class NumpySlotActor:
+    """The same forward as a :class:`SlotActor`, in NumPy for one segment at a time (streaming inference).
+
+    Small per-step torch calls dominate the cost of streaming one long movie; this mirror of the forward pass
+    runs several times faster. Weights are re-exported whenever the torch module's parameters change.
+    """
+
+    def __init__(self, actor: SlotActor) -> None:
+        self.actor = actor
+        self._params = list(actor.parameters())
+        self._versions: Optional[list] = None
+
+    def _weights(self) -> tuple:
+        versions = [p._version for p in self._params]
+        if versions != self._versions:
+            f = self.actor.features
+
+            def lin(layer: nn.Linear) -> tuple:
+                w = layer.weight.detach().cpu().numpy().T.astype(np.float32)
+                b = None if layer.bias is None else layer.bias.detach().cpu().numpy().astype(np.float32)
+                return np.ascontiguousarray(w), b
+
+            rest = [] if f.rest is None else [lin(m) for m in f.rest if isinstance(m, nn.Linear)]
+            self._cache = (f.slot_embedding.detach().cpu().numpy(), lin(f.embed_in), lin(f.slot_in)[0], rest,
+                           lin(self.actor.head))
+            self._versions = versions
+        return self._cache
+
+    def __call__(self, embedding: np.ndarray, memory: np.ndarray) -> WriteAction:
+        slot_emb, (w_e, b_e), w_s, rest, (w_h, b_h) = self._weights()
+        x = np.concatenate([memory, np.broadcast_to(memory.mean(axis=0), memory.shape), slot_emb], axis=1)
+        h = np.maximum(x @ w_s + (embedding @ w_e + b_e), 0.0)
+        for i, (w, b) in enumerate(rest):
+            h = h @ w + b
+            if i < len(rest) - 1:
+                h = np.maximum(h, 0.0)
+        if rest:
+            h = np.maximum(h, 0.0)
+        out = h @ w_h + b_h
+        d = self.actor.memory_dim
+        logits = out[:, 0] - out[:, 0].max()
+        attention = np.exp(logits)
+        attention /= attention.sum()
+        erase = 0.5 * (np.tanh(0.5 * out[:, 1:1 + d]) + 1.0)  # sigmoid without overflow
+        content = np.tanh(out[:, 1 + d:1 + 2 * d])
+        input_gate = erase if self.actor.coupled_gates else 0.5 * (np.tanh(0.5 * out[:, 1 + 2 * d:]) + 1.0)
+        return WriteAction(attention, erase, content, input_gate)

@@ -118,6 +118,16 @@ class RMN(DDPG):
         super().set_env(env, force_reset=force_reset)
         self.share_predictor_with_env()
 
+    def load_replay_buffer(self, path, truncate_last_traj: bool = True) -> None:
+        """Load a pickled :class:`LabelReplayBuffer` (SB3's loader only accepts its own buffer classes)."""
+        from stable_baselines3.common.save_util import load_from_pkl
+
+        buffer = load_from_pkl(path, self.verbose)
+        if not isinstance(buffer, LabelReplayBuffer):
+            raise ValueError(f"{path}: not an RMN replay buffer ({type(buffer).__name__})")
+        buffer.device = self.device
+        self.replay_buffer = buffer
+
     def _excluded_save_params(self) -> list[str]:
         return super()._excluded_save_params() + ["predictor"]
 
@@ -206,6 +216,8 @@ class RMN(DDPG):
         return refreshed
 
     def train(self, gradient_steps: int, batch_size: int = 128) -> None:
+        if self.replay_buffer.size() < batch_size:  # too little data to sample windows from yet
+            return
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
         logs: dict[str, list] = {"critic_loss": [], "actor_loss": [], "q": [], "predictor_mae": [], "jump_mae": []}
