@@ -39,8 +39,8 @@ from affect_env.env import LiRISMemoryEnv
 from affect_env.memory import MemoryPredictor, action_dim, decode_action
 from agents.config import TrainConfig
 from agents.metrics import evaluate_predictions
-from agents.training import (CheckpointAndEval, atomic_save_model, atomic_write_text, build_encoder, load_splits,
-                             make_env)
+from agents.training import (CheckpointAndEval, atomic_save_model, atomic_write_text, build_encoder, headline_metrics,
+                             load_splits, make_env)
 
 ALGORITHMS = ("rmn", "ddpg", "td3", "sac", "ppo", "a2c", "tqc", "recurrentppo")
 STOCK_ALGORITHMS = ALGORITHMS[1:]
@@ -408,12 +408,7 @@ def train_sb3(cfg: TrainConfig, algo: Optional[str] = None, hyperparams: Optiona
                "updates_per_s": round((model._n_updates - updates_before) / learn_wall, 1),
                "env_steps_per_s": round((model.num_timesteps - steps_before) / learn_wall, 1),
                "test_mse": float(g["mse"])}
-    summary.update({f"val_{k}": v for k, v in val.items() if k in ("mse", "gap_closed")})
-    for k in ("gap_closed", "mse_oracle", "mse_no_memory"):
-        if k in metrics.columns:
-            summary[f"test_{k}"] = float(g[k])
-    for name in cfg.targets:
-        summary[f"test_{name}_pcc"] = float(g[f"{name}_pcc"])
+    summary.update(headline_metrics(metrics, val, cfg.targets))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 

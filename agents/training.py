@@ -225,11 +225,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                "train_wall_s": round(train_wall, 1),
                "updates_per_s": round(updates_per_s, 1),
                "test_mse": float(g["mse"]), "paper_faithful": cfg.paper_faithful}
-    summary.update({f"val_{k}": v for k, v in val.items() if k in ("mse", "gap_closed")})
-    for k in ("gap_closed", "mse_oracle", "mse_no_memory"):
-        if k in metrics.columns:
-            summary[f"test_{k}"] = float(g[k])
-    for name in cfg.targets:
-        summary[f"test_{name}_pcc"] = float(g[f"{name}_pcc"])
+    summary.update(headline_metrics(metrics, val, cfg.targets))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def headline_metrics(metrics: pd.DataFrame, val: dict, targets) -> dict:
+    """Summary fields shared by every training entry point: final validation MSE/gap_closed and test metrics."""
+    g = metrics.iloc[0]
+    out = {f"val_{k}": v for k, v in val.items() if k in ("mse", "gap_closed")}
+    for k in ("gap_closed", "mse_oracle", "mse_no_memory"):
+        if k in metrics.columns:
+            out[f"test_{k}"] = float(g[k])
+    for name in targets:
+        out[f"test_{name}_pcc"] = float(g[f"{name}_pcc"])
+    return out

@@ -8,10 +8,11 @@ The actor writes the memory, the critic values the memory *after* the write, and
 * actor + predictor (one optimizer): maximise ``r_t + gamma Q(e_{t+1}, T(m_t, mu(e_{t+1}, m_t)))`` with
   ``m_t = T(m_{t-1}, mu(e_t, m_{t-1}))``; ``m0`` is trained through the first write of each movie.
 
-Options that go beyond the paper (each off in ``paper_faithful()``): an actor objective over ``window``
-consecutive writes before bootstrapping with the critic, a long-range "jump" loss that asks the memory
-written at step ``i`` to help predict step ``j = i + k`` of the same movie, per-part exploration noise,
-gate-bias initialisation, coupled (GRU-like) gates and a value scale.
+Options that go beyond the paper (each off in ``agents.config.TrainConfig.apply_paper_faithful``): periodic
+recomputation of the stored memories with the current actor, a long-range "jump" loss that asks the memory
+written at step ``i`` to help predict step ``j = i + k`` of the same movie, an actor objective over ``window``
+consecutive writes before bootstrapping with the critic, per-part exploration noise, gate-bias initialisation,
+coupled (GRU-like) gates (in the policy) and a value scale.
 """
 from __future__ import annotations
 
@@ -252,9 +253,3 @@ class RMN(DDPG):
         for key, values in logs.items():
             if values:
                 self.logger.record(f"train/{key}", float(np.mean(values)))
-
-    @staticmethod
-    def paper_faithful() -> dict:
-        """Keyword arguments that run the paper's recipe as written (one-step objective, paper noise)."""
-        return dict(exploration_std=PAPER_NOISE_STD, window=1, jump_weight=0.0, value_scale=1.0, refresh_every=0,
-                    policy_kwargs=dict(erase_bias=0.0, input_bias=0.0, coupled_gates=False))
