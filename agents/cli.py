@@ -57,8 +57,12 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
     return cfg
 
 
-def run_cli(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None) -> int:
-    """Run ``main``; bad data or arguments print one ``error:`` line and exit 2, without a traceback."""
+def run_cli(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None,
+            interrupted: str = "interrupted: continue with --resume RUN_DIR (the last checkpoint is kept)") -> int:
+    """Run ``main``; bad data or arguments print one ``error:`` line and exit 2, without a traceback.
+
+    :param interrupted: the line printed on Ctrl-C (exit status 130)
+    """
     try:
         return main(argv)
     except (DataError, ValueError, FileNotFoundError, KeyError) as err:
@@ -66,5 +70,5 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Seque
         print(f"error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: continue with --resume RUN_DIR (the last checkpoint is kept)", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return 130

@@ -390,4 +390,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(run_cli(main, interrupted="interrupted: files already written are complete (written atomically)"))
