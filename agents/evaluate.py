@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from affect_env.data import DataError, MovieDataset, load_dataset
+from affect_env.data import MovieDataset, load_dataset
 from agents.metrics import evaluate_predictions
 from agents.plots import plot_memory_attention, plot_predictions, plot_training_curves
 from agents.rollout import rollout
@@ -93,32 +92,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the run directory)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
-    try:
-        run_dir = args.run if args.run.is_dir() else args.run.parent
-        config_path = run_dir / "config.json"
-        config = json.loads(config_path.read_text()) if config_path.exists() else {}
-        dataset = args.dataset or config.get("dataset", "synthetic")
-        options = config.get("dataset_options", {}) if args.dataset is None else {}
-        out = args.out or run_dir
-        if config.get("algo", "rmn") != "rmn":  # stock SB3 algorithms evaluate through their env predictor
-            from agents.sb3_algorithms import evaluate_run
+    run_dir = args.run if args.run.is_dir() else args.run.parent
+    config_path = run_dir / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    out = args.out or run_dir
+    if config.get("algo", "rmn") != "rmn":  # stock SB3 algorithms evaluate through their env predictor
+        from agents.sb3_algorithms import evaluate_run
 
-            metrics = evaluate_run(run_dir, args.split, args.dataset, out, args.device)
-            data = range(len(metrics) - 1)
-        else:
-            model = load_model(args.run, args.device)
-            data = load_dataset(dataset, args.split, targets=config.get("targets"),
-                                segment_seconds=config.get("segment_seconds"), **options)
-            metrics, results = evaluate_model(model, data)
-            write_outputs(out, metrics, results, data)
-    except (DataError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        metrics = evaluate_run(run_dir, args.split, args.dataset, out, args.device)
+    else:
+        options = config.get("dataset_options", {}) if args.dataset is None else {}
+        model = load_model(args.run, args.device)
+        data = load_dataset(args.dataset or config.get("dataset", "synthetic"), args.split,
+                            targets=config.get("targets"), segment_seconds=config.get("segment_seconds"), **options)
+        metrics, results = evaluate_model(model, data)
+        write_outputs(out, metrics, results, data)
     g = metrics.iloc[0]
     shown = {k: round(float(g[k]), 4) for k in metrics.columns if k != "scope" and k in g and pd.notna(g[k])}
-    print(json.dumps({"split": args.split, "movies": len(data), **shown}, indent=2))
+    print(json.dumps({"split": args.split, "movies": len(metrics) - 1, **shown}, indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from agents.cli import run_cli
+
+    raise SystemExit(run_cli(main))
