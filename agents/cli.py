@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -31,7 +32,30 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", default=None, metavar="RUN", help="continue the interrupted run in RUN")
     parser.add_argument("--paper-faithful", action="store_true", help="the paper's recipe as written")
     parser.add_argument("--split-manifest", default=None, help="split manifest for table datasets (CSV/JSON or name)")
+    add_dataset_option_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_dataset_option_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="dataset reader option, repeatable (values are JSON, else text), e.g. "
+                             "--dataset-option length=2000 --dataset-option dependency_distance=1000")
+
+
+def parse_dataset_options(items: Sequence[str]) -> dict:
+    """``["length=2000", "manifest=ceap360vr"]`` -> ``{"length": 2000, "manifest": "ceap360vr"}``."""
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--dataset-option {item!r}: expected KEY=VALUE")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        out[key] = tuple(value) if isinstance(value, list) else value  # JSON arrays (n_movies=[64,16,16]) -> tuples
+    return out
 
 
 def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
@@ -48,8 +72,11 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
     }
     if args.targets:
         explicit["targets"] = [t.strip() for t in args.targets.split(",") if t.strip()]
+    options = parse_dataset_options(getattr(args, "dataset_option", []))
     if args.split_manifest:
-        explicit["dataset_options"] = dict(cfg.dataset_options, manifest=args.split_manifest)
+        options["manifest"] = args.split_manifest
+    if options:
+        explicit["dataset_options"] = dict(cfg.dataset_options, **options)
     cfg = cfg.update({k: v for k, v in explicit.items() if v is not None}, "command line")
     cfg = cfg.update(overrides) if overrides else cfg
     if cfg.env.split(":")[-1] != "LiRISMemory-v0":

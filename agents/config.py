@@ -49,6 +49,9 @@ class TrainConfig:
     window: int = 1
     jump_weight: float = 1.0
     jump_distance: int = 400
+    jump_mode: str = "credit"  # "credit" (stored-sensitivity credit loss) or "jump" (no writes in between)
+    jump_reads: int = 1
+    jump_spacing: str = "uniform"
     value_scale: float = 0.01
     refresh_every: int = 1000
     paper_faithful: bool = False

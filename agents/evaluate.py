@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from affect_env.data import MovieDataset, load_dataset
+from agents.cli import add_dataset_option_argument, parse_dataset_options
 from agents.metrics import evaluate_predictions
 from agents.plots import plot_memory_attention, plot_predictions, plot_training_curves
 from agents.rollout import rollout
@@ -91,6 +92,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the run directory)")
     parser.add_argument("--device", default="auto")
+    add_dataset_option_argument(parser)
     args = parser.parse_args(argv)
     run_dir = args.run if args.run.is_dir() else args.run.parent
     config_path = run_dir / "config.json"
@@ -99,9 +101,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if config.get("algo", "rmn") != "rmn":  # stock SB3 algorithms evaluate through their env predictor
         from agents.sb3_algorithms import evaluate_run
 
-        metrics = evaluate_run(run_dir, args.split, args.dataset, out, args.device)
+        metrics = evaluate_run(run_dir, args.split, args.dataset, out, args.device,
+                               parse_dataset_options(args.dataset_option))
     else:
         options = config.get("dataset_options", {}) if args.dataset is None else {}
+        options = {**options, **parse_dataset_options(args.dataset_option)}
         model = load_model(args.run, args.device)
         data = load_dataset(args.dataset or config.get("dataset", "synthetic"), args.split,
                             targets=config.get("targets"), segment_seconds=config.get("segment_seconds"), **options)

@@ -43,6 +43,19 @@ def _row(scope: str, pred: np.ndarray, truth: np.ndarray, names: Sequence[str],
     return row
 
 
+def component_gaps(pred: np.ndarray, truth: np.ndarray, oracle: np.ndarray, no_memory: np.ndarray,
+                   dataset) -> dict:
+    """``gap_closed_<name>`` over the cells of each cause the movies mark (``Movie.components``), if all do."""
+    names = set.intersection(*(set(m.components) for m in dataset)) if len(dataset) else set()
+    out = {}
+    for name in sorted(names):
+        mask = np.concatenate([np.asarray(m.components[name], bool) for m in dataset])
+        if mask.any():
+            mse = lambda x: float(((x[mask] - truth[mask]) ** 2).mean())  # noqa: E731
+            out[f"gap_closed_{name}"] = gap_closed(mse(pred), mse(no_memory), mse(oracle))
+    return out
+
+
 def evaluate_predictions(predictions: Sequence[np.ndarray], dataset) -> pd.DataFrame:
     """One row for the whole split (``scope="global"``) and one per movie.
 
@@ -57,6 +70,8 @@ def evaluate_predictions(predictions: Sequence[np.ndarray], dataset) -> pd.DataF
     oracle = np.concatenate([m.oracle for m in dataset]) if has_oracle else None
     no_mem = np.concatenate([m.no_memory for m in dataset]) if has_oracle else None
     rows.append(_row("global", all_p, all_t, names, oracle, no_mem))
+    if has_oracle:
+        rows[0].update(component_gaps(all_p, all_t, oracle, no_mem, dataset))
     for movie, pred in zip(dataset, predictions):
         rows.append(_row(movie.movie_id, pred, movie.targets, names,
                          movie.oracle if has_oracle else None, movie.no_memory if has_oracle else None))

@@ -464,10 +464,12 @@ def load_run(run: Union[str, Path], device: str = "auto") -> SB3Run:
 
 
 def evaluate_run(run: Union[str, Path], split: str = "test", dataset: Optional[str] = None,
-                 out: Optional[Union[str, Path]] = None, device: str = "auto") -> pd.DataFrame:
+                 out: Optional[Union[str, Path]] = None, device: str = "auto",
+                 dataset_options: Optional[dict] = None) -> pd.DataFrame:
     """Re-evaluate a stock-algorithm run on ``split`` and write metrics, predictions and figures to ``out``.
 
     :param dataset: another dataset source (default: the run's, with its options)
+    :param dataset_options: reader options that replace the run's (e.g. longer synthetic movies)
     :param out: where to write (default: the run directory)
     :return: the metrics table (global row first)
     """
@@ -475,7 +477,7 @@ def evaluate_run(run: Union[str, Path], split: str = "test", dataset: Optional[s
 
     loaded = load_run(run, device)
     cfg = loaded.config
-    options = cfg.dataset_options if dataset is None else {}
+    options = {**(cfg.dataset_options if dataset is None else {}), **(dataset_options or {})}
     data = load_dataset(dataset or cfg.dataset, split, targets=cfg.targets, segment_seconds=cfg.segment_seconds,
                         **options)
     metrics, results = evaluate_policy_on(loaded.model, evaluation_env(cfg, data, loaded.encoder, loaded.predictor))

@@ -151,8 +151,8 @@ def update_throughput(s: ThroughputSettings) -> list:
         model.train(1, s.batch_size)  # warm-up
         sec = _best_time(lambda: model.train(s.gradient_steps, s.batch_size), s.repeats)
         policy = model.policy
-        name = "RMN.train, paper-faithful (window 1, no jump loss)" if paper else (
-            f"RMN.train, project recipe (window {cfg.window}, jump loss {cfg.jump_weight:g})")
+        name = "RMN.train, paper-faithful (window 1, no long-range loss)" if paper else (
+            f"RMN.train, project recipe (window {cfg.window}, {cfg.jump_mode} loss {cfg.jump_weight:g})")
         rows.append(dict(benchmark="training updates", implementation=name,
                          work=f"{s.gradient_steps} updates, batch {s.batch_size}", seconds=sec,
                          per_second=s.gradient_steps / sec, unit="updates/s",

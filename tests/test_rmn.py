@@ -12,6 +12,7 @@ from agents import train_ddpg
 from agents.config import TrainConfig
 from agents.evaluate import load_model, predict_dataset
 from agents.rmn import RMN
+from agents.rmn.buffers import LabelReplayBuffer
 from agents.training import load_splits, train
 from conftest import SMALL_SYNTHETIC
 
@@ -144,6 +145,55 @@ def test_refresh_recomputes_stored_memories_with_the_current_actor():
             np.testing.assert_allclose(buf.afterstates[episodes[0][t]], m[0].numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_credit_pairs_carry_the_sensitivity_of_the_later_memory_to_the_earlier_one():
+    """``keep`` of a pair (k, j) is dm_j/dm_k along the stored writes (autograd through the same writes)."""
+    model = tiny_agent(jump_distance=60)
+    model.learn(300)
+    buf = model.replay_buffer
+    model.refresh_memories()
+    episode = buf.complete_episodes()[0]
+    k, j = episode[10], episode[40]
+    memory = torch.as_tensor(buf.afterstates[k]).unsqueeze(0).requires_grad_(True)
+    m = memory
+    for p in episode[11:41]:  # replay the writes k+1..j with their decisions held fixed
+        with torch.no_grad():
+            parts = model.actor(torch.as_tensor(buf.segments[p]).unsqueeze(0), m)
+        m = write(m, parts)
+    np.testing.assert_allclose(m[0].detach().numpy(), buf.afterstates[j], atol=1e-5)  # same chain
+    grad, = torch.autograd.grad(m.sum(), memory)
+    np.testing.assert_allclose(grad[0].numpy(), np.exp(buf.log_keep[j] - buf.log_keep[k]), rtol=1e-4, atol=1e-7)
+    pairs = buf.sample_credit(64, 60, reads=3)
+    assert pairs.keep.shape == (64, 3, *pairs.memory.shape[1:]) and (pairs.keep > 0).all() and (pairs.keep <= 1).all()
+    assert pairs.valid.shape == (64, 3) and pairs.valid.sum() > 0
+    far = buf.sample_credit(64, 1000, reads=4)  # reads past a movie's end (240 steps) are masked out
+    assert 0 < far.valid.mean() < 1
+    model.jump_reads = 4
+    loss = model._credit_loss(16)  # the write's parameters get a gradient from a later step's loss
+    model.actor.zero_grad()
+    loss.backward()
+    assert all(p.grad is not None for p in model.actor.parameters())
+    with pytest.raises(ValueError, match="jump_mode"):
+        tiny_agent(jump_mode="bptt")
+
+
+def test_stored_sensitivity_follows_the_actions_taken():
+    """Before any refresh, ``log_keep`` accumulates ``log(1 - att * erase)`` of the actions actually written."""
+    env = tiny_env()
+    buf = LabelReplayBuffer(50, env.observation_space, env.action_space, device="cpu")
+    obs, info = env.reset(seed=0)
+    total = np.zeros((4, 8))
+    rng = np.random.default_rng(0)
+    for t in range(5):
+        action = rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+        parts = decode_action(action, 4, 8)
+        total += np.log1p(-parts.attention[:, None] * parts.erase)
+        nxt, _, term, trunc, info = env.step(action)
+        batched = lambda o: {k: v[None] for k, v in o.items()}  # noqa: E731
+        buf.add(batched(obs), batched(nxt), action[None], np.zeros(1), np.array([term or trunc]), [info])
+        np.testing.assert_allclose(buf.log_keep[t], total, rtol=1e-5, atol=1e-6)
+        obs = nxt
+
+
 def test_a_movie_whose_start_was_overwritten_is_not_refreshed():
     model = tiny_agent(learning_starts=20, buffer_size=300)
     model.learn(560)  # wraps: the first movie's start is overwritten
@@ -218,6 +268,22 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     code = run_cli(train_ddpg.main, ["--config", str(bad), "--out", str(tmp_path / "r2")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "learning_rat" in err[0] and "bad.json" in err[0]
+
+
+def test_evaluate_on_longer_movies_with_dataset_options(tiny_run, tmp_path, capsys):
+    """``--dataset-option`` re-evaluates a trained model on other synthetic movies (here: longer, with
+    dependencies 400 segments apart), reporting gap_closed per cause."""
+    from agents import evaluate
+
+    out, _, _ = tiny_run
+    code = evaluate.main([str(out), "--out", str(tmp_path / "long"), "--dataset-option", "length=480",
+                          "--dataset-option", "dependency_distance=400"])
+    shown = json.loads(capsys.readouterr().out)
+    assert code == 0 and shown["segments"] == 2 * 480
+    assert {"gap_closed_valence_genre", "gap_closed_valence_characters", "gap_closed_arousal_genre_arc"} <= set(shown)
+    assert len(pd.read_csv(tmp_path / "long" / "predictions" / "synthetic-test-0000.csv")) == 480
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        evaluate.main([str(out), "--out", str(tmp_path / "x"), "--dataset-option", "length"])
 
 
 @pytest.mark.parametrize("coupled,arch", [(True, (32, 32)), (False, (16,)), (False, (16, 16, 16))])

@@ -113,3 +113,31 @@ def test_bad_config_is_reported():
         load_synthetic("train", feature_noise=1.5)
     with pytest.raises(DataError, match="split"):
         load_synthetic("dev")
+
+
+def test_component_masks_mark_where_each_cause_moves_the_oracle():
+    """Outside a cause's cells, knowing that cause changes nothing; inside, per-cause gap_closed is exact."""
+    from agents.metrics import evaluate_predictions
+
+    ds = load_synthetic("val", **SMALL)
+    no_chars = load_synthetic("val", **SMALL, character_effect=0.0)
+    for m, m0 in zip(ds, no_chars):
+        assert set(m.components) == {"valence_genre", "valence_characters", "arousal_genre_arc"}
+        moved = np.abs(m.oracle - m0.oracle) > 1e-6  # where an attitude moves the oracle ...
+        moved &= np.abs(m.no_memory - m0.no_memory) < 1e-6  # ... and one segment does not show it
+        np.testing.assert_array_equal(moved, m.components["valence_characters"])
+        assert not (m.components["valence_genre"] & m.components["valence_characters"]).any()
+        assert not m.components["arousal_genre_arc"][:, 0].any()
+        assert m.components["arousal_genre_arc"][SyntheticConfig().opening_segments:, 1].all()
+    # a prediction that knows the attitudes but not the genre closes the character cells' gap only partly
+    # and leaves the genre-only cells at the memory-less optimum
+    mix = [np.where(m.components["valence_characters"], m.oracle, m.no_memory) for m in ds]
+    row = evaluate_predictions(mix, ds).iloc[0]
+    assert row["gap_closed_valence_characters"] == pytest.approx(1.0)
+    assert row["gap_closed_valence_genre"] == pytest.approx(0.0)
+    assert row["gap_closed_arousal_genre_arc"] == pytest.approx(0.0)
+    assert 0.0 < row["gap_closed"] < 1.0
+    # selecting one target keeps the masks aligned with the remaining column
+    arousal = ds.select_targets(["arousal"])
+    np.testing.assert_array_equal(arousal.movies[0].components["arousal_genre_arc"][:, 0],
+                                  ds.movies[0].components["arousal_genre_arc"][:, 1])

@@ -132,7 +132,8 @@ class FeatureStats:
                             f"stats' {self.modalities}")
         movies = [
             Movie(movie_id=m.movie_id, features=self.transform(m.features), targets=m.targets, times=m.times,
-                  oracle=m.oracle, no_memory=m.no_memory, source=m.source, notes=list(m.notes))
+                  oracle=m.oracle, no_memory=m.no_memory, source=m.source, notes=list(m.notes),
+                  components=m.components)
             for m in dataset.movies
         ]
         notes = list(dataset.notes) + [f"features standardised with stats fitted on {self.fitted_on or '?'} "

@@ -30,6 +30,10 @@ makes two predictions exact and cheap:
 
 ``gap_closed = (MSE_no_memory - MSE_model) / (MSE_no_memory - MSE_oracle)`` then measures how much of what
 memory *can* buy a model actually bought (0 = no better than the best memory-less model, 1 = oracle).
+Each movie also marks (``Movie.components``) the cells where memory pays for one cause, so ``gap_closed`` is
+reported per cause too: ``valence_genre`` (valence after the opening, no reappearing character: only the
+genre is missing), ``valence_characters`` (valence where a character reappears: genre and attitude missing)
+and ``arousal_genre_arc`` (arousal after the opening: genre and tension history missing).
 """
 from __future__ import annotations
 
@@ -211,7 +215,19 @@ def generate_movie(cfg: SyntheticConfig, world: _World, rng: np.random.Generator
         no_memory=no_memory.astype(np.float32),
         source="synthetic",
         notes=[f"genre={genre}", f"cast={cast.tolist()}", f"attitude={attitude.tolist()}", f"intro={intro.tolist()}"],
+        components=_component_masks(opening, present & ~is_intro),
     )
+
+
+def _component_masks(opening: np.ndarray, reappears: np.ndarray) -> dict:
+    """``(T, 2)`` masks of the cells whose memory-dependent part comes from each latent cause."""
+    late = ~opening
+    zeros = np.zeros_like(late)
+    return {
+        "valence_genre": np.stack([late & ~reappears, zeros], axis=1),
+        "valence_characters": np.stack([reappears, zeros], axis=1),
+        "arousal_genre_arc": np.stack([zeros, late], axis=1),
+    }
 
 
 def load_synthetic(split: str = "train", config: Optional[SyntheticConfig] = None, **overrides) -> MovieDataset:

@@ -36,6 +36,10 @@ class Movie:
     :param oracle: ``(T, n_targets)`` Bayes-optimal prediction given the whole history, where known
     :param no_memory: ``(T, n_targets)`` Bayes-optimal prediction given only the current segment, where known
     :param source: where the movie came from (a path or ``"synthetic"``), for error messages
+    :param notes: what the reader filled, cut or skipped (and, for synthetic movies, the latent story)
+    :param components: where known, ``{name: (T, n_targets) bool mask}`` of the cells whose memory-dependent
+        part comes from one latent cause (e.g. the synthetic genre, characters, arc), so ``gap_closed`` can
+        be reported per cause
     """
 
     movie_id: str
@@ -46,6 +50,7 @@ class Movie:
     no_memory: Optional[np.ndarray] = None
     source: str = ""
     notes: list = field(default_factory=list)
+    components: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         where = self.source or self.movie_id
@@ -64,6 +69,10 @@ class Movie:
             ref = getattr(self, name)
             if ref is not None and ref.shape != self.targets.shape:
                 raise DataError(f"{where}: {name} shape {ref.shape} != targets shape {self.targets.shape}")
+        for name, mask in self.components.items():
+            if np.shape(mask) != self.targets.shape:
+                raise DataError(f"{where}: component {name!r} mask shape {np.shape(mask)} != targets shape "
+                                f"{self.targets.shape}")
 
     @property
     def n_segments(self) -> int:
@@ -142,6 +151,7 @@ class MovieDataset:
                     no_memory=None if m.no_memory is None else m.no_memory[:, idx],
                     source=m.source,
                     notes=list(m.notes),
+                    components={k: np.asarray(v)[:, idx] for k, v in m.components.items()},
                 )
             )
         return MovieDataset(movies, self.modalities, names, self.frames_per_segment, self.segment_seconds,

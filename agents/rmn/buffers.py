@@ -19,6 +19,17 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer
 
+from affect_env.memory import decode_action
+
+LOG_KEEP_FLOOR = 20.0  # one write removes at most all but exp(-20) of a value from the stored sensitivity
+
+
+def log_keep_step(overwrite):
+    """``log(1 - att * erase)`` of one write, floored so a full overwrite stays finite (NumPy or torch)."""
+    if isinstance(overwrite, torch.Tensor):
+        return torch.log1p(-overwrite.clamp(0.0, 1.0 - 1e-6)).clamp_min(-LOG_KEEP_FLOOR)
+    return np.maximum(np.log1p(-np.clip(overwrite, 0.0, 1.0 - 1e-6)), -LOG_KEEP_FLOOR).astype(np.float32)
+
 
 class WindowSamples(NamedTuple):
     """``B`` windows of ``L`` consecutive steps (index ``[b, i]`` = step ``s_b + i``)."""
@@ -41,6 +52,20 @@ class JumpSamples(NamedTuple):
     later_segment: torch.Tensor  # (B, d_e) e_j
     later_target: torch.Tensor  # (B, n_targets) y_j
     distance: torch.Tensor  # (B,) j - i
+
+
+class CreditSamples(NamedTuple):
+    """Write steps ``k`` with ``J`` later read steps ``j >= k`` of the same movie and the memory's sensitivity."""
+
+    segment: torch.Tensor  # (B, d_e) e_k
+    prev_memory: torch.Tensor  # (B, N, d) m_{k-1} as stored
+    starts_movie: torch.Tensor  # (B,) bool: k is the movie's first step (use the live m0)
+    memory: torch.Tensor  # (B, N, d) m_k as stored
+    later_segment: torch.Tensor  # (B, J, d_e) e_j
+    later_memory: torch.Tensor  # (B, J, N, d) m_j as stored
+    later_target: torch.Tensor  # (B, J, n_targets) y_j
+    keep: torch.Tensor  # (B, J, N, d) dm_j / dm_k along the stored writes: prod_{k<s<=j} (1 - att_s erase_s)
+    valid: torch.Tensor  # (B, J) 1 where j is a stored step of k's movie
 
 
 class LabelReplayBuffer(BaseBuffer):
@@ -66,6 +91,9 @@ class LabelReplayBuffer(BaseBuffer):
         self.t = np.full(buffer_size, -1, np.int64)
         self.episode = np.full(buffer_size, -1, np.int64)
         self.dones = np.zeros(buffer_size, np.float32)
+        # log_keep[p] = sum_{s <= t} log(1 - att_s * erase_s): how much of m_0's content survives in m_t, per
+        # value; differences give the sensitivity dm_j / dm_k of the write's linear path
+        self.log_keep = np.zeros((buffer_size, *mem_shape), np.float32)
         self._episode = 0
 
     def add(self, obs: dict, next_obs: dict, action: np.ndarray, reward: np.ndarray, done: np.ndarray,
@@ -83,6 +111,10 @@ class LabelReplayBuffer(BaseBuffer):
         self.t[p] = int(info["t"])
         self.episode[p] = self._episode
         self.dones[p] = float(done[0])
+        parts = decode_action(np.asarray(action, np.float32).reshape(-1), *self.afterstates.shape[1:])
+        prev = (p - 1) % self.buffer_size
+        carried = self.log_keep[prev] if self.t[p] > 0 and self.episode[prev] == self._episode else 0.0
+        self.log_keep[p] = carried + log_keep_step(parts.attention[:, None] * parts.erase)
         if done[0]:
             self._episode += 1
         self.pos += 1
@@ -165,6 +197,33 @@ class LabelReplayBuffer(BaseBuffer):
             later_segment=self.to_torch(self.segments[later]),
             later_target=self.to_torch(self.targets[later]),
             distance=torch.as_tensor(self.t[later] - self.t[starts], device=self.device),
+        )
+
+    def sample_credit(self, batch_size: int, max_distance: int, reads: int = 1,
+                      spacing: str = "uniform") -> CreditSamples:
+        """``batch_size`` write steps ``k``, each with ``reads`` later steps ``j`` of its movie, ``j - k`` in
+        ``[0, max_distance]``, uniform or (``spacing="log"``) log-uniform (``valid`` is false where ``j`` lies past
+        the stored movie), with ``dm_j / dm_k``."""
+        k = self._valid_starts(0, batch_size)
+        if spacing == "log":
+            dist = np.exp(np.random.uniform(0.0, np.log(max_distance + 2), size=(len(k), reads))).astype(np.int64) - 1
+            dist = dist.clip(0, max_distance)
+        else:
+            dist = np.random.randint(0, max_distance + 1, size=(len(k), reads))
+        j = (k[:, None] + dist) % self.buffer_size
+        valid = (self.episode[j] == self.episode[k][:, None]) & (self.t[j] == self.t[k][:, None] + dist)
+        valid &= self._written(j.reshape(-1)).reshape(j.shape)
+        j = np.where(valid, j, k[:, None])
+        return CreditSamples(
+            segment=self.to_torch(self.segments[k]),
+            prev_memory=self.to_torch(self.afterstates[(k - 1) % self.buffer_size]),
+            starts_movie=torch.as_tensor(self.t[k] == 0, device=self.device),
+            memory=self.to_torch(self.afterstates[k]),
+            later_segment=self.to_torch(self.segments[j]),
+            later_memory=self.to_torch(self.afterstates[j]),
+            later_target=self.to_torch(self.targets[j]),
+            keep=self.to_torch(np.exp(self.log_keep[j] - self.log_keep[k][:, None])),
+            valid=self.to_torch(valid.astype(np.float32)),
         )
 
     def complete_episodes(self) -> list:

@@ -9,10 +9,10 @@ The actor writes the memory, the critic values the memory *after* the write, and
   ``m_t = T(m_{t-1}, mu(e_t, m_{t-1}))``; ``m0`` is trained through the first write of each movie.
 
 Options that go beyond the paper (each off in ``agents.config.TrainConfig.apply_paper_faithful``): periodic
-recomputation of the stored memories with the current actor, a long-range "jump" loss that asks the memory
-written at step ``i`` to help predict step ``j = i + k`` of the same movie, an actor objective over ``window``
-consecutive writes before bootstrapping with the critic, per-part exploration noise, gate-bias initialisation,
-coupled (GRU-like) gates (in the policy) and a value scale.
+recomputation of the stored memories with the current actor, a long-range loss that asks the write at step
+``k`` to help predict a later step ``j`` of the same movie (the "credit" loss, or the simpler "jump" loss), an
+actor objective over ``window`` consecutive writes before bootstrapping with the critic, per-part exploration
+noise, gate-bias initialisation, coupled (GRU-like) gates (in the policy) and a value scale.
 """
 from __future__ import annotations
 
@@ -26,10 +26,11 @@ from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import polyak_update
 
 from affect_env.memory import WriteAction, add_exploration_noise, encode_action, write
-from agents.rmn.buffers import LabelReplayBuffer
+from agents.rmn.buffers import LabelReplayBuffer, log_keep_step
 from agents.rmn.policies import RMNPolicy
 
 PAPER_NOISE_STD = 0.05 ** 0.5  # the paper's exploration: variance 0.05 on each action part
+JUMP_MODES = ("credit", "jump")
 
 
 class RMN(DDPG):
@@ -48,8 +49,15 @@ class RMN(DDPG):
     :param exploration_std: Gaussian noise std on the decoded attention, erase, content and input gate (one
         value or four); noisy parts are clipped to range and the attention renormalised
     :param window: writes unrolled in the actor objective before bootstrapping with the critic (1 = paper)
-    :param jump_weight: weight of the long-range jump loss (0 = paper)
-    :param jump_distance: largest ``j - i`` of the jump loss (distances are log-uniform in ``[1, jump_distance]``)
+    :param jump_weight: weight of the long-range loss (0 = paper)
+    :param jump_distance: the largest distance between a write and a read of the long-range loss
+    :param jump_mode: the long-range loss: ``"credit"`` (the write at step ``k`` is carried to ``jump_reads``
+        later steps ``j`` along the stored memories with the stored sensitivity ``dm_j / dm_k``; see
+        :meth:`_credit_loss`) or ``"jump"`` (the memory right after the write at ``i`` must predict step ``j``,
+        as if nothing were written in between, ``j - i`` log-uniform; see :meth:`_jump_loss`)
+    :param jump_reads: later steps read per write in the credit loss
+    :param jump_spacing: distances of the credit loss's reads: ``"uniform"`` (the truncated
+        backpropagation-through-time gradient) or ``"log"`` (log-uniform: near reads weigh more)
     :param refresh_every: every this many updates, recompute the stored afterstates of every replayed movie by
         running the current (noise-free) actor from ``m0`` over its stored segments (0 = never, the paper).
         Stored memories otherwise come from old policies and hold what the current one would not have kept
@@ -79,6 +87,9 @@ class RMN(DDPG):
         window: int = 1,
         jump_weight: float = 0.0,
         jump_distance: int = 400,
+        jump_mode: str = "credit",
+        jump_reads: int = 1,
+        jump_spacing: str = "uniform",
         value_scale: float = 1.0,
         refresh_every: int = 0,
         tensorboard_log: Optional[str] = None,
@@ -97,6 +108,11 @@ class RMN(DDPG):
         self.exploration_std = exploration_std if np.isscalar(exploration_std) else list(exploration_std)
         self.window = int(window)
         self.jump_weight, self.jump_distance = float(jump_weight), int(jump_distance)
+        if jump_mode not in JUMP_MODES:
+            raise ValueError(f"jump_mode must be one of {JUMP_MODES}, got {jump_mode!r}")
+        if jump_spacing not in ("uniform", "log"):
+            raise ValueError(f"jump_spacing must be 'uniform' or 'log', got {jump_spacing!r}")
+        self.jump_mode, self.jump_reads, self.jump_spacing = jump_mode, int(jump_reads), jump_spacing
         self.value_scale = float(value_scale)
         self.refresh_every = int(refresh_every)
         if _init_setup_model:
@@ -189,9 +205,29 @@ class RMN(DDPG):
         m = write(m, self.actor(jumps.segment, m))
         return (self.predictor(jumps.later_segment, m) - jumps.later_target).abs().mean()
 
+    def _credit_loss(self, batch_size: int) -> torch.Tensor:
+        """The write at step k, carried to a later step j along the stored writes, must help predict y_j.
+
+        ``m_j ~ m_j(stored) + keep_{k->j} * (T(m_{k-1}, mu(e_k, m_{k-1})) - m_k(stored))``: the forward value is
+        the stored (refreshed) memory, so the predictor reads what it will read at test time, and the gradient
+        into the write at ``k`` is the exact derivative of the loss at ``j`` along the write's linear path
+        ``dm_j / dm_k = prod (1 - att * erase)`` (the path through the later writes' decisions is dropped).
+        Erasing at ``k`` what a later step needs is penalised, which teaches retention; ``j - k`` is uniform,
+        so the pairs are an unbiased sample of the truncated backpropagation-through-time gradient. Each write
+        is read at ``jump_reads`` later steps: the actor runs once per write, only the predictor per read.
+        """
+        pairs = self.replay_buffer.sample_credit(batch_size, self.jump_distance, self.jump_reads,
+                                                 self.jump_spacing)
+        m = self._start_memory(pairs.prev_memory, pairs.starts_movie)
+        m_k = write(m, self.actor(pairs.segment, m))
+        m_j = pairs.later_memory + pairs.keep * (m_k - pairs.memory).unsqueeze(1)  # (B, J, N, d)
+        y = self.predictor(pairs.later_segment.flatten(0, 1), m_j.flatten(0, 1)).view_as(pairs.later_target)
+        mae = (y - pairs.later_target).abs().mean(dim=-1)
+        return (mae * pairs.valid).sum() / pairs.valid.sum().clamp_min(1.0)
+
     @torch.no_grad()
     def refresh_memories(self, batch_movies: int = 64) -> int:
-        """Recompute the stored afterstates of every complete stored movie with the current actor.
+        """Recompute the stored afterstates and sensitivities of every complete stored movie with the current actor.
 
         :return: the number of refreshed steps
         """
@@ -207,12 +243,16 @@ class RMN(DDPG):
             segments = torch.as_tensor(buf.segments[idx], device=self.device)
             memory = m0.unsqueeze(0).expand(len(group), -1, -1).clone()
             after = torch.empty((len(group), length, *memory.shape[1:]), device=self.device)
+            log_keep = torch.empty_like(after)
             for t in range(length):
-                memory = write(memory, self.actor(segments[:, t], memory))
+                parts = self.actor(segments[:, t], memory)
+                memory = write(memory, parts)
                 after[:, t] = memory
-            after = after.cpu().numpy()
+                log_keep[:, t] = log_keep_step(parts.attention.unsqueeze(-1) * parts.erase)
+            after, log_keep = after.cpu().numpy(), torch.cumsum(log_keep, dim=1).cpu().numpy()
             for b, g in enumerate(group):
                 buf.afterstates[g] = after[b, :len(g)]
+                buf.log_keep[g] = log_keep[b, :len(g)]
                 refreshed += len(g)
         return refreshed
 
@@ -221,7 +261,8 @@ class RMN(DDPG):
             return
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
-        logs: dict[str, list] = {"critic_loss": [], "actor_loss": [], "q": [], "predictor_mae": [], "jump_mae": []}
+        logs: dict[str, list] = {"critic_loss": [], "actor_loss": [], "q": [], "predictor_mae": [],
+                                 "long_range_loss": []}
         for _ in range(gradient_steps):
             self._n_updates += 1
             if self.refresh_every and self._n_updates % self.refresh_every == 0:
@@ -235,9 +276,9 @@ class RMN(DDPG):
 
             actor_loss, mae = self._actor_loss(batch)
             if self.jump_weight > 0:
-                jump = self._jump_loss(batch_size)
+                jump = self._credit_loss(batch_size) if self.jump_mode == "credit" else self._jump_loss(batch_size)
                 actor_loss = actor_loss + self.jump_weight * jump
-                logs["jump_mae"].append(jump.item())
+                logs["long_range_loss"].append(jump.item())
             self.actor.optimizer.zero_grad()
             actor_loss.backward()
             self.actor.optimizer.step()
