@@ -47,9 +47,12 @@ class TrainConfig:
     input_bias: float = 0.0
     coupled_gates: bool = True
     window: int = 1
+    # the long-range loss: weight, largest write-to-read distance, kind ("credit": the write carried to later
+    # reads along the stored memories; "jump": read right after the write), reads per write (credit), and the
+    # spacing of the read distances (credit: "uniform" or "log")
     jump_weight: float = 1.0
     jump_distance: int = 400
-    jump_mode: str = "credit"  # "credit" (stored-sensitivity credit loss) or "jump" (no writes in between)
+    jump_mode: str = "credit"
     jump_reads: int = 1
     jump_spacing: str = "uniform"
     value_scale: float = 0.01

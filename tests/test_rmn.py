@@ -167,6 +167,10 @@ def test_credit_pairs_carry_the_sensitivity_of_the_later_memory_to_the_earlier_o
     assert pairs.valid.shape == (64, 3) and pairs.valid.sum() > 0
     far = buf.sample_credit(64, 1000, reads=4)  # reads past a movie's end (240 steps) are masked out
     assert 0 < far.valid.mean() < 1
+    uniform, log = (buf.sample_credit(256, 60, reads=4, spacing=s) for s in ("uniform", "log"))
+    for pairs in (uniform, log):
+        assert (pairs.distance >= 0).all() and (pairs.distance <= 60).all()
+    assert log.distance[log.valid > 0].float().median() < uniform.distance[uniform.valid > 0].float().median()
     model.jump_reads = 4
     loss = model._credit_loss(16)  # the write's parameters get a gradient from a later step's loss
     model.actor.zero_grad()

@@ -129,8 +129,8 @@ def test_component_masks_mark_where_each_cause_moves_the_oracle():
         assert not (m.components["valence_genre"] & m.components["valence_characters"]).any()
         assert not m.components["arousal_genre_arc"][:, 0].any()
         assert m.components["arousal_genre_arc"][SyntheticConfig().opening_segments:, 1].all()
-    # a prediction that knows the attitudes but not the genre closes the character cells' gap only partly
-    # and leaves the genre-only cells at the memory-less optimum
+    # a prediction that is the oracle on the character cells and memory-less elsewhere closes exactly those
+    # cells' gap, and only part of the overall one
     mix = [np.where(m.components["valence_characters"], m.oracle, m.no_memory) for m in ds]
     row = evaluate_predictions(mix, ds).iloc[0]
     assert row["gap_closed_valence_characters"] == pytest.approx(1.0)

@@ -66,6 +66,7 @@ class CreditSamples(NamedTuple):
     later_target: torch.Tensor  # (B, J, n_targets) y_j
     keep: torch.Tensor  # (B, J, N, d) dm_j / dm_k along the stored writes: prod_{k<s<=j} (1 - att_s erase_s)
     valid: torch.Tensor  # (B, J) 1 where j is a stored step of k's movie
+    distance: torch.Tensor  # (B, J) j - k (0 where not valid)
 
 
 class LabelReplayBuffer(BaseBuffer):
@@ -224,6 +225,7 @@ class LabelReplayBuffer(BaseBuffer):
             later_target=self.to_torch(self.targets[j]),
             keep=self.to_torch(np.exp(self.log_keep[j] - self.log_keep[k][:, None])),
             valid=self.to_torch(valid.astype(np.float32)),
+            distance=torch.as_tensor(self.t[j] - self.t[k][:, None], device=self.device),
         )
 
     def complete_episodes(self) -> list:
