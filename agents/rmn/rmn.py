@@ -212,8 +212,9 @@ class RMN(DDPG):
         the stored (refreshed) memory, so the predictor reads what it will read at test time, and the gradient
         into the write at ``k`` is the exact derivative of the loss at ``j`` along the write's linear path
         ``dm_j / dm_k = prod (1 - att * erase)`` (the path through the later writes' decisions is dropped).
-        Erasing at ``k`` what a later step needs is penalised, which teaches retention; ``j - k`` is uniform,
-        so the pairs are an unbiased sample of the truncated backpropagation-through-time gradient. Each write
+        Erasing at ``k`` what a later step needs is penalised, which teaches retention; with ``j - k`` uniform
+        (``jump_spacing="uniform"``) the pairs are an unbiased sample of the truncated
+        backpropagation-through-time gradient. Each write
         is read at ``jump_reads`` later steps: the actor runs once per write, only the predictor per read.
         """
         pairs = self.replay_buffer.sample_credit(batch_size, self.jump_distance, self.jump_reads,
