@@ -143,17 +143,27 @@ class LabelReplayBuffer(BaseBuffer):
         # every later step up to the bootstrap segment must be stored, unless the movie ended before
         ended = np.zeros(len(start), bool)
         for i in range(1, length + 1):
-            idx = (start + i) % self.buffer_size
-            same = (self.episode[idx] == self.episode[start]) & (self.t[idx] == self.t[start] + i)
             was_done = self.dones[(start + i - 1) % self.buffer_size] > 0
             ended |= was_done
-            ok &= ended | (same & self._written(idx))
+            ok &= ended | self._same_stretch(start, (start + i) % self.buffer_size, i)
         return ok
+
+    def _same_stretch(self, start: np.ndarray, later: np.ndarray, distance) -> np.ndarray:
+        """Whether the stored step ``later`` is the step ``distance`` after ``start`` in the same movie."""
+        same = (self.episode[later] == self.episode[start]) & (self.t[later] == self.t[start] + distance)
+        return same & self._written(later)
 
     def _written(self, idx: np.ndarray) -> np.ndarray:
         if self.full:
-            return np.ones(len(idx), bool)
+            return np.ones(np.shape(idx), bool)
         return idx < self.pos
+
+    def _write_inputs(self, k: np.ndarray) -> dict:
+        """What re-running the write at stored steps ``k`` needs: ``e_k``, the stored ``m_{k-1}`` and whether
+        ``k`` starts its movie (then the live ``m0`` replaces ``m_{k-1}``)."""
+        return dict(segment=self.to_torch(self.segments[k]),
+                    prev_memory=self.to_torch(self.afterstates[(k - 1) % self.buffer_size]),
+                    starts_movie=torch.as_tensor(self.t[k] == 0, device=self.device))
 
     def sample_windows(self, batch_size: int, length: int = 1) -> WindowSamples:
         """``batch_size`` windows of ``length`` consecutive steps (``length = 1``: plain one-step samples)."""
@@ -182,9 +192,7 @@ class LabelReplayBuffer(BaseBuffer):
             i = np.random.randint(0, size, size=n)
             dist = np.exp(np.random.uniform(0.0, np.log(max_distance + 1), size=n)).astype(np.int64).clip(1, max_distance)
             j = (i + dist) % self.buffer_size
-            prev = (i - 1) % self.buffer_size
-            ok = (self.episode[j] == self.episode[i]) & (self.t[j] == self.t[i] + dist) & self._written(j)
-            ok &= (self.t[i] == 0) | ((self.episode[prev] == self.episode[i]) & (self.t[prev] == self.t[i] - 1))
+            ok = self._same_stretch(i, j, dist) & self._window_ok(i, 0)
             starts, later = np.concatenate([starts, i[ok]]), np.concatenate([later, j[ok]])
             if len(starts) >= batch_size:
                 break
@@ -192,9 +200,7 @@ class LabelReplayBuffer(BaseBuffer):
             raise RuntimeError("no pair of steps of one movie in the buffer yet")
         starts, later = starts[:batch_size], later[:batch_size]
         return JumpSamples(
-            segment=self.to_torch(self.segments[starts]),
-            prev_memory=self.to_torch(self.afterstates[(starts - 1) % self.buffer_size]),
-            starts_movie=torch.as_tensor(self.t[starts] == 0, device=self.device),
+            **self._write_inputs(starts),
             later_segment=self.to_torch(self.segments[later]),
             later_target=self.to_torch(self.targets[later]),
             distance=torch.as_tensor(self.t[later] - self.t[starts], device=self.device),
@@ -212,13 +218,10 @@ class LabelReplayBuffer(BaseBuffer):
         else:
             dist = np.random.randint(0, max_distance + 1, size=(len(k), reads))
         j = (k[:, None] + dist) % self.buffer_size
-        valid = (self.episode[j] == self.episode[k][:, None]) & (self.t[j] == self.t[k][:, None] + dist)
-        valid &= self._written(j.reshape(-1)).reshape(j.shape)
+        valid = self._same_stretch(k[:, None], j, dist)
         j = np.where(valid, j, k[:, None])
         return CreditSamples(
-            segment=self.to_torch(self.segments[k]),
-            prev_memory=self.to_torch(self.afterstates[(k - 1) % self.buffer_size]),
-            starts_movie=torch.as_tensor(self.t[k] == 0, device=self.device),
+            **self._write_inputs(k),
             memory=self.to_torch(self.afterstates[k]),
             later_segment=self.to_torch(self.segments[j]),
             later_memory=self.to_torch(self.afterstates[j]),

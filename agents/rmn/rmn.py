@@ -214,8 +214,8 @@ class RMN(DDPG):
         ``dm_j / dm_k = prod (1 - att * erase)`` (the path through the later writes' decisions is dropped).
         Erasing at ``k`` what a later step needs is penalised, which teaches retention; with ``j - k`` uniform
         (``jump_spacing="uniform"``) the pairs are an unbiased sample of the truncated
-        backpropagation-through-time gradient. Each write
-        is read at ``jump_reads`` later steps: the actor runs once per write, only the predictor per read.
+        backpropagation-through-time gradient. Each write is read at ``jump_reads`` later steps: the actor runs
+        once per write, only the predictor per read.
         """
         pairs = self.replay_buffer.sample_credit(batch_size, self.jump_distance, self.jump_reads,
                                                  self.jump_spacing)
