@@ -10,7 +10,7 @@ from gymnasium import spaces
 
 from affect_env.data import FeatureStats, MovieDataset, load_dataset
 from affect_env.encoder import SegmentEncoder, make_encoder
-from affect_env.memory import MemoryPredictor, action_dim, decode_action, write
+from affect_env.memory import REWARD_ERRORS, MemoryPredictor, action_dim, decode_action, prediction_error, write
 
 PREDICTOR_MODES = ("online", "shared", "frozen")
 
@@ -23,10 +23,10 @@ class LiRISMemoryEnv(gym.Env):
     a movie, one segment at a time. At every segment it sees the segment's embedding ``e_t`` and the memory
     before the write ``m_{t-1}``, and chooses an NTM-style write (attention over slots, erase gate, content,
     input gate). A predictor then reads the written memory with attention and predicts the segment's
-    valence/arousal; the reward is minus its mean absolute error. Writing the right things (the genre seen in
-    the opening, a character's attitude seen at its introduction) and keeping them for hundreds of segments is
-    what earns reward later. This is the environment of the Reinforcement-learned Memory Network (RMN) for
-    continuous emotion prediction on LIRIS-ACCEDE.
+    valence/arousal; the reward is minus its mean absolute (or squared) error. Writing the right things (the
+    genre seen in the opening, a character's attitude seen at its introduction) and keeping them for hundreds
+    of segments is what earns reward later. This is the environment of the Reinforcement-learned Memory Network
+    (RMN) for continuous emotion prediction on LIRIS-ACCEDE.
 
     ## Action Space
 
@@ -47,8 +47,9 @@ class LiRISMemoryEnv(gym.Env):
 
     ## Rewards
 
-    ``r_t = -mean_k |y_t[k] - target_t[k]|`` (a Python float) with ``y_t`` the predictor's output on the
-    afterstate ``(e_t, m_t)``. The predictor is, by ``predictor_mode``:
+    ``r_t = -mean_k |y_t[k] - target_t[k]|`` (a Python float; ``reward="mse"`` squares the errors instead and
+    ``"mae+mse"`` adds both, see :func:`~affect_env.memory.prediction_error`) with ``y_t`` the predictor's output
+    on the afterstate ``(e_t, m_t)``. The predictor is, by ``predictor_mode``:
 
     * ``"online"`` (default): the env's own predictor, fitted by Adam on the afterstates it sees (every
       ``online_update_every`` steps, one minibatch from the last ``online_buffer`` steps), so any plain
@@ -71,7 +72,8 @@ class LiRISMemoryEnv(gym.Env):
 
     ```python
     gym.make("LiRISMemory-v0", dataset="synthetic", split="train", n_slots=10, memory_dim=32,
-             targets=("valence", "arousal"), segment_seconds=None, encoder="pooling", predictor_mode="online")
+             targets=("valence", "arousal"), segment_seconds=None, encoder="pooling", predictor_mode="online",
+             reward="mae")
     ```
 
     ``dataset`` is ``"synthetic"``, a directory (generic tables, MediaEval 2018 layout) or a
@@ -106,9 +108,13 @@ class LiRISMemoryEnv(gym.Env):
         online_update_every: int = 32,
         online_batch_size: int = 256,
         online_buffer: int = 4096,
+        reward: str = "mae",
         render_mode: Optional[str] = None,
     ) -> None:
         super().__init__()
+        if reward not in REWARD_ERRORS:
+            raise ValueError(f"reward must be one of {REWARD_ERRORS}, got {reward!r}")
+        self.reward_error = reward
         if predictor_mode not in PREDICTOR_MODES:
             raise ValueError(f"predictor_mode must be one of {PREDICTOR_MODES}, got {predictor_mode!r}")
         if movie_order not in ("random", "sequential"):
@@ -177,7 +183,7 @@ class LiRISMemoryEnv(gym.Env):
         n = min(self._buf_n, len(self._buf_e))
         idx = self.np_random.integers(n, size=min(self._online["batch"], n))
         e, m, y = (torch.as_tensor(b[idx]) for b in (self._buf_e, self._buf_m, self._buf_y))
-        loss = (self.predictor(e, m) - y).abs().mean()  # the reward's MAE
+        loss = prediction_error(self.predictor(e, m), y, self.reward_error).mean()  # minus the reward
         self._optimizer.zero_grad()
         loss.backward()
         self._optimizer.step()
@@ -220,7 +226,7 @@ class LiRISMemoryEnv(gym.Env):
         e = self._embeddings[i][t]
         target = self._targets[i][t]
         prediction = self.predictor.predict_numpy(e, self._memory)
-        reward = -float(np.abs(prediction - target).sum()) / self.n_targets
+        reward = -float(prediction_error(prediction, target, self.reward_error))
 
         if self.predictor_mode == "online":
             k = self._buf_n % len(self._buf_e)

@@ -8,7 +8,8 @@ per-step path) or torch tensors (batched and differentiable, for agents), with t
   ``a`` itself, and attention is ``(a + 1) / 2`` renormalised to sum to 1 (uniform if all are zero);
 * the write (:func:`write`) is ``m' = m * (1 - att 1^T * erase) + (att 1^T) * input * content``;
 * :class:`MemoryPredictor` reads the memory with attention, ``w = softmax_n(f([e, m(n)]))``,
-  ``y = g([sum_n w(n) m(n), e])``, and owns the learnable initial memory ``m0``.
+  ``y = g([sum_n w(n) m(n), e])``, and owns the learnable initial memory ``m0``;
+* :func:`prediction_error` is the per-step error whose negative is the reward (MAE in the paper).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from torch import nn
 
 Array = Union[np.ndarray, torch.Tensor]
 _EPS = 1e-8
+REWARD_ERRORS = ("mae", "mse", "mae+mse")
 
 
 class WriteAction(NamedTuple):
@@ -111,6 +113,27 @@ def add_exploration_noise(
     return WriteAction(*noisy)
 
 
+def prediction_error(prediction: Array, target: Array, kind: str = "mae") -> Array:
+    """Error of a prediction, averaged over the targets (last axis): the reward is its negative.
+
+    :param kind: ``"mae"`` (mean absolute error, the paper's reward), ``"mse"`` (mean squared error) or
+        ``"mae+mse"`` (their sum). MAE and MSE differ where a target is bimodal given what the predictor knows (a
+        character whose attitude, +0.5 or -0.5, was not remembered): every value between the modes has the same
+        expected absolute error, but only the mean minimises the squared one, so only a squared term teaches the
+        predictor to hedge. The absolute term keeps the gradient bounded where errors are large.
+    """
+    diff = prediction - target
+    if kind == "mae":
+        err = abs(diff)
+    elif kind == "mse":
+        err = diff * diff
+    elif kind == "mae+mse":
+        err = abs(diff) + diff * diff
+    else:
+        raise ValueError(f"reward error must be one of {REWARD_ERRORS}, got {kind!r}")
+    return err.mean(-1)
+
+
 def _mlp(n_in: int, hidden: Sequence[int], n_out: int) -> nn.Sequential:
     layers: list = []
     for h in hidden:
@@ -125,7 +148,10 @@ class MemoryPredictor(nn.Module):
 
     ``w = softmax_n(score([e, m(n)]))`` per read head, ``read = sum_n w(n) m(n)``,
     ``y = out([read_1, ..., read_H, e])``. With ``hidden=()`` and one head, both are single FC layers, as in
-    the paper.
+    the paper. With ``key_dim > 0`` each head's score also gets a content-addressing term
+    ``q(e) . k(m(n)) / sqrt(key_dim)`` (a query from the segment matched against a key of each slot, as in the
+    NTM's content addressing): the slot that holds "this face" can then be found by a match, which a score
+    that only adds the segment's and the slot's contributions has to build out of many hidden units.
 
     :param embed_dim: segment embedding size ``d_e``
     :param n_slots: memory slots ``N``
@@ -134,6 +160,7 @@ class MemoryPredictor(nn.Module):
     :param hidden: hidden layer sizes of the score and output networks
     :param read_heads: number of independent attention reads
     :param m0_scale: std of the random initial ``m0`` (distinct slots break the symmetry between slots)
+    :param key_dim: size of the query and key of the content-addressing term (0: none, the paper)
     """
 
     def __init__(
@@ -145,24 +172,34 @@ class MemoryPredictor(nn.Module):
         hidden: Sequence[int] = (64,),
         read_heads: int = 1,
         m0_scale: float = 0.1,
+        key_dim: int = 0,
     ) -> None:
         super().__init__()
         self.embed_dim, self.n_slots, self.memory_dim = embed_dim, n_slots, memory_dim
-        self.n_targets, self.hidden, self.read_heads = n_targets, tuple(hidden), read_heads
+        self.n_targets, self.hidden, self.read_heads, self.key_dim = n_targets, tuple(hidden), read_heads, key_dim
         self.m0 = nn.Parameter(torch.randn(n_slots, memory_dim) * m0_scale)
         self.score = _mlp(embed_dim + memory_dim, self.hidden, read_heads)
+        if key_dim:
+            self.query = nn.Linear(embed_dim, read_heads * key_dim)
+            self.key = nn.Linear(memory_dim, read_heads * key_dim, bias=False)
         self.out = _mlp(read_heads * memory_dim + embed_dim, self.hidden, n_targets)
         self._np_cache: tuple = (None, None)
 
     def config(self) -> dict:
         """Constructor arguments (to rebuild the module when loading)."""
         return dict(embed_dim=self.embed_dim, n_slots=self.n_slots, memory_dim=self.memory_dim,
-                    n_targets=self.n_targets, hidden=list(self.hidden), read_heads=self.read_heads)
+                    n_targets=self.n_targets, hidden=list(self.hidden), read_heads=self.read_heads,
+                    key_dim=self.key_dim)
 
     def attention(self, embedding: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """Read weights ``(B, H, N)`` for embeddings ``(B, d_e)`` and memories ``(B, N, d)``."""
         e = embedding.unsqueeze(-2).expand(*memory.shape[:-1], embedding.shape[-1])
         logits = self.score(torch.cat([e, memory], dim=-1))  # (B, N, H)
+        if self.key_dim:
+            h, k = self.read_heads, self.key_dim
+            query = self.query(embedding).unflatten(-1, (h, k))  # (B, H, k)
+            keys = self.key(memory).unflatten(-1, (h, k))  # (B, N, H, k)
+            logits = logits + (keys * query.unsqueeze(-3)).sum(-1) / k ** 0.5
         return torch.softmax(logits, dim=-2).transpose(-1, -2)
 
     def forward(self, embedding: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
@@ -184,7 +221,12 @@ class MemoryPredictor(nn.Module):
                              m.bias.detach().cpu().numpy().astype(np.float32)) for m in net if isinstance(m, nn.Linear)]
                 score, out = export(self.score), export(self.out)
                 (w0, b0), d_e = score[0], self.embed_dim
-                self._np_cache = (versions, (w0[:d_e].copy(), w0[d_e:].copy(), b0, score[1:], out))
+                keys = None
+                if self.key_dim:
+                    keys = (self.query.weight.detach().cpu().numpy().T.astype(np.float32),
+                            self.query.bias.detach().cpu().numpy().astype(np.float32),
+                            self.key.weight.detach().cpu().numpy().T.astype(np.float32))
+                self._np_cache = (versions, (w0[:d_e].copy(), w0[d_e:].copy(), b0, score[1:], out, keys))
         return self._np_cache[1]
 
     def predict_numpy(self, embedding: np.ndarray, memory: np.ndarray) -> np.ndarray:
@@ -193,10 +235,15 @@ class MemoryPredictor(nn.Module):
         Weights are re-exported only when a parameter changed in place (optimizer steps bump the version
         counters), so an agent that trains the shared module is always seen up to date.
         """
-        w_e, w_m, b0, score_rest, out_layers = self._numpy_weights()
+        w_e, w_m, b0, score_rest, out_layers, keys = self._numpy_weights()
         h = memory @ w_m + (embedding @ w_e + b0)  # first layer split: e once, slots once
         for w, b in score_rest:
             h = np.maximum(h, 0.0) @ w + b
+        if keys is not None:  # content addressing: (N, H) matches of each slot's key with the head's query
+            w_q, b_q, w_k = keys
+            query = (embedding @ w_q + b_q).reshape(self.read_heads, self.key_dim)
+            slot_keys = (memory @ w_k).reshape(len(memory), self.read_heads, self.key_dim)
+            h = h + (slot_keys * query).sum(-1) / self.key_dim ** 0.5
         p = np.exp(h - h.max(axis=0))
         read = (p.T @ memory) / p.sum(axis=0)[:, None]  # (H, d)
         z = np.concatenate([read.ravel(), embedding])

@@ -41,9 +41,10 @@ class TrainConfig:
     net_arch: tuple = (64, 64)
     predictor_hidden: tuple = (64,)
     read_heads: int = 1
+    read_key_dim: int = 0  # content addressing in the predictor's read (query . key); 0 = the paper's read
     # the recipe (see RMN's docstring and the README's "Deviations from the paper")
     exploration_std: Any = (0.05, 0.0, 0.05, 0.0)  # attention, erase, content, input gate
-    erase_bias: float = -4.0
+    erase_bias: Any = (0.0, -6.0)  # one value, or [first, last] spread over each slot's dimensions (time scales)
     input_bias: float = 0.0
     coupled_gates: bool = True
     window: int = 1
@@ -56,6 +57,7 @@ class TrainConfig:
     jump_reads: int = 1
     jump_spacing: str = "uniform"
     value_scale: float = 0.01
+    reward: str = "mae+mse"  # the error whose negative is the reward: "mae" (the paper), "mse" or "mae+mse"
     refresh_every: int = 1000
     paper_faithful: bool = False
     # bookkeeping
@@ -79,6 +81,7 @@ class TrainConfig:
         self.coupled_gates = False
         self.window, self.jump_weight, self.value_scale, self.refresh_every = 1, 0.0, 1.0, 0
         self.train_freq = 1
+        self.reward = "mae"
         self.final_learning_rate = None
         self.encoder_reconstruction = 0.0
         return self
@@ -87,8 +90,9 @@ class TrainConfig:
         d = asdict(self)
         for k in ("targets", "net_arch", "predictor_hidden"):
             d[k] = list(d[k])
-        if isinstance(d["exploration_std"], tuple):
-            d["exploration_std"] = list(d["exploration_std"])
+        for k in ("exploration_std", "erase_bias"):
+            if isinstance(d[k], tuple):
+                d[k] = list(d[k])
         return d
 
     def save(self, path: Union[str, Path]) -> None:

@@ -68,23 +68,23 @@ def build_encoder(cfg: TrainConfig, data: dict, out: Path, progress: bool = True
 
 def make_env(cfg: TrainConfig, dataset: MovieDataset, encoder: SegmentEncoder, **kwargs) -> LiRISMemoryEnv:
     return LiRISMemoryEnv(dataset=dataset, encoder=encoder, n_slots=cfg.n_slots, memory_dim=cfg.memory_dim,
-                          targets=None, **kwargs)
+                          targets=None, reward=cfg.reward, **kwargs)
 
 
 def make_rmn(cfg: TrainConfig, env: LiRISMemoryEnv, encoder: SegmentEncoder, tensorboard_log: Optional[str]) -> RMN:
     """An RMN agent configured by ``cfg``, carrying ``encoder`` (weights and statistics) in its policy."""
     policy_kwargs = dict(n_targets=env.n_targets, net_arch=list(cfg.net_arch),
                          predictor_hidden=list(cfg.predictor_hidden), read_heads=cfg.read_heads,
-                         erase_bias=cfg.erase_bias, input_bias=cfg.input_bias, coupled_gates=cfg.coupled_gates,
-                         encoder_spec=encoder.spec())
+                         read_key_dim=cfg.read_key_dim, erase_bias=cfg.erase_bias, input_bias=cfg.input_bias,
+                         coupled_gates=cfg.coupled_gates, encoder_spec=encoder.spec())
     model = RMN(
         "RMNPolicy", env, learning_rate=learning_rate_schedule(cfg), buffer_size=min(cfg.buffer_size, cfg.timesteps + 1),
         learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma,
         train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps, exploration_std=cfg.exploration_std,
         window=cfg.window, jump_weight=cfg.jump_weight, jump_distance=cfg.jump_distance,
         jump_mode=cfg.jump_mode, jump_reads=cfg.jump_reads, jump_spacing=cfg.jump_spacing,
-        value_scale=cfg.value_scale, refresh_every=cfg.refresh_every, tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs,
-        seed=cfg.seed, device=cfg.device,
+        value_scale=cfg.value_scale, refresh_every=cfg.refresh_every, reward=cfg.reward,
+        tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, seed=cfg.seed, device=cfg.device,
     )
     model.policy.encoder.load_state_dict(encoder.state_dict())
     return model

@@ -172,4 +172,4 @@ def test_zoo_wrapper_trains_the_rmn(tmp_path):
     assert model.num_timesteps == 160 and model._n_updates > 0
     used = yaml.unsafe_load(next(tmp_path.glob("rmn/LiRISMemory-v0_*/LiRISMemory-v0/config.yml")).read_text())
     assert dict(used)["policy"] == "RMNPolicy"
-    assert dict(used)["policy_kwargs"]["erase_bias"] == TrainConfig().erase_bias  # the project's recipe
+    assert dict(used)["policy_kwargs"]["erase_bias"] == TrainConfig().to_dict()["erase_bias"]  # the project's recipe

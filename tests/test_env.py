@@ -59,6 +59,13 @@ def test_reward_is_minus_mae_of_the_afterstate_prediction_and_episode_is_one_mov
     assert steps == movie.n_segments
 
 
+def test_squared_error_reward():
+    env = make(reward="mse")
+    env.reset(seed=0)
+    _, reward, *_, info = env.step(np.zeros(env.action_space.shape, np.float32))
+    assert reward == pytest.approx(-((info["prediction"] - info["target"]) ** 2).mean(), rel=1e-6)
+
+
 def test_write_reaches_the_observation():
     env = make(predictor_mode="online")
     obs, _ = env.reset(seed=0)
@@ -140,6 +147,8 @@ def test_real_table_dataset_with_max_segments():
 def test_bad_arguments_are_reported():
     with pytest.raises(ValueError, match="predictor_mode"):
         make(predictor_mode="learned")
+    with pytest.raises(ValueError, match="reward must be one of"):
+        make(reward="rmse")
     with pytest.raises(affect_env.DataError, match="not found"):
         LiRISMemoryEnv(dataset="/no/such/dir")
     with pytest.raises(affect_env.DataError, match="unknown target"):

@@ -5,8 +5,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+import pytest
+
 from affect_env.memory import (MemoryPredictor, WriteAction, action_dim, add_exploration_noise, decode_action,
-                               encode_action, write)
+                               encode_action, prediction_error, write)
 
 N, D = 4, 3
 finite = st.floats(-3.0, 3.0, allow_nan=False, width=32)
@@ -90,9 +92,11 @@ def test_exploration_noise_has_the_requested_spread():
     assert abs(np.var(noisy.erase) - 0.05) < 0.005
 
 
-def test_predictor_numpy_path_equals_torch_and_follows_training():
+@pytest.mark.parametrize("key_dim", [0, 4])
+def test_predictor_numpy_path_equals_torch_and_follows_training(key_dim):
     torch.manual_seed(0)
-    pred = MemoryPredictor(embed_dim=5, n_slots=N, memory_dim=D, n_targets=2, hidden=(8,), read_heads=2)
+    pred = MemoryPredictor(embed_dim=5, n_slots=N, memory_dim=D, n_targets=2, hidden=(8,), read_heads=2,
+                           key_dim=key_dim)
     e, m = np.random.randn(5).astype(np.float32), np.random.randn(N, D).astype(np.float32)
 
     def torch_out():
@@ -111,3 +115,42 @@ def test_attention_read_weights_sum_to_one():
     w = pred.attention(torch.randn(7, 5), torch.randn(7, N, D))
     assert w.shape == (7, 3, N)
     torch.testing.assert_close(w.sum(-1), torch.ones(7, 3))
+
+
+def test_prediction_error_is_mae_or_mse_in_numpy_and_torch():
+    pred, target = np.array([[0.2, -0.4], [1.0, 0.0]], np.float32), np.array([[0.0, 0.0], [0.5, 0.5]], np.float32)
+    np.testing.assert_allclose(prediction_error(pred, target, "mae"), [0.3, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(prediction_error(pred, target, "mse"), [0.1, 0.25], rtol=1e-6)
+    np.testing.assert_allclose(prediction_error(pred, target, "mae+mse"), [0.4, 0.75], rtol=1e-6)
+    for kind in ("mae", "mse", "mae+mse"):
+        torch.testing.assert_close(prediction_error(torch.as_tensor(pred), torch.as_tensor(target), kind),
+                                   torch.as_tensor(prediction_error(pred, target, kind)))
+    with pytest.raises(ValueError, match="mae"):
+        prediction_error(pred, target, "rmse")
+
+
+def test_only_the_squared_error_prefers_the_mean_of_a_bimodal_target():
+    """A forgotten attitude: the target is +0.5 or -0.5 with equal odds, the prediction is one constant."""
+    targets = np.array([[0.5], [-0.5]], np.float32)
+    hedge, guess = np.zeros((2, 1), np.float32), np.full((2, 1), 0.3, np.float32)
+    mae = [prediction_error(p, targets, "mae").mean() for p in (hedge, guess)]
+    assert mae[0] == pytest.approx(mae[1])
+    for kind in ("mse", "mae+mse"):
+        assert prediction_error(hedge, targets, kind).mean() < prediction_error(guess, targets, kind).mean() - 0.05
+
+
+def test_content_addressing_finds_the_slot_whose_key_matches_the_query():
+    """With a query/key term, a slot holding the segment's own code gets the read whatever its position."""
+    pred = MemoryPredictor(embed_dim=D, n_slots=N, memory_dim=D, hidden=(), key_dim=D)
+    with torch.no_grad():
+        for layer in (pred.score[-1], pred.query, pred.key):
+            layer.weight.zero_()
+        pred.score[-1].bias.zero_()
+        pred.query.bias.zero_()
+        pred.query.weight.copy_(torch.eye(D) * 8.0)
+        pred.key.weight.copy_(torch.eye(D))
+    codes = torch.tensor([[1.0, -1, 1], [-1, 1, 1], [1, 1, -1], [-1, -1, -1]])
+    for slot in range(N):
+        w = pred.attention(codes[slot][None], codes[None])[0, 0]
+        assert int(w.argmax()) == slot and w[slot] > 0.9
+    assert pred.config()["key_dim"] == D and MemoryPredictor(**pred.config()).key.weight.shape == (D, D)

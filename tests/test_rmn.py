@@ -13,6 +13,7 @@ from agents.config import TrainConfig
 from agents.evaluate import load_model, predict_dataset
 from agents.rmn import RMN
 from agents.rmn.buffers import LabelReplayBuffer
+from agents.rmn.networks import erase_biases
 from agents.training import load_splits, train
 from conftest import SMALL_SYNTHETIC
 
@@ -44,6 +45,19 @@ def test_actor_outputs_valid_write_parts_and_actions():
     assert action.shape == (1, 4 + 3 * 32) and np.abs(action).max() <= 1
     decoded = decode_action(action[0], 4, 8)
     np.testing.assert_allclose(decoded.attention, parts.attention[0].detach().numpy(), atol=1e-5)
+
+
+def test_erase_biases_spread_over_dimensions_give_each_slot_several_time_scales():
+    assert erase_biases(-4, 8) == -4.0
+    spread = erase_biases([0, -6], 8)
+    assert len(spread) == 8 and spread[0] == 0 and spread[-1] == -6 and np.all(np.diff(spread) < 0)
+    with pytest.raises(ValueError, match="one number, \\[first, last\\] or 8 values"):
+        erase_biases([0, -1, -2], 8)
+    model = tiny_agent(policy_kwargs=dict(n_targets=2, net_arch=[32, 32], predictor_hidden=[16],
+                                          erase_bias=[0, -6], coupled_gates=True))
+    obs, _ = model.policy.obs_to_tensor(model.env.reset())
+    erase = model.policy.write_parts(obs).erase[0]  # (N, d): fast dimensions first, slow ones last
+    assert (erase[:, 0] > 0.3).all() and (erase[:, -1] < 0.02).all()
 
 
 def test_env_uses_the_agents_predictor_and_m0():
@@ -84,12 +98,16 @@ def test_replay_keeps_labels_and_order_and_the_critic_target_is_the_afterstate_o
     torch.testing.assert_close(loss, expected)
 
 
-def test_rewards_are_recomputed_with_the_current_predictor():
-    model = tiny_agent()
+@pytest.mark.parametrize("reward", ["mae", "mse"])
+def test_rewards_are_recomputed_with_the_current_predictor(reward):
+    model = tiny_agent(reward=reward)
     model.learn(120)
     batch = model.replay_buffer.sample_windows(8, 1)
     e, m, y = batch.segments[:, 0], batch.afterstates[:, 0], batch.targets[:, 0]
     before = model._reward(e, m, y).detach().clone()
+    error = model.predictor(e, m) - y
+    expected = error.abs().mean(-1) if reward == "mae" else (error ** 2).mean(-1)
+    torch.testing.assert_close(before, -expected.detach())
     with torch.no_grad():
         model.predictor.out[-1].bias.add_(0.5)
     assert not torch.allclose(before, model._reward(e, m, y))
@@ -126,6 +144,7 @@ def test_paper_faithful_config():
     assert cfg.window == 1 and cfg.jump_weight == 0 and cfg.exploration_std == pytest.approx(0.05 ** 0.5)
     assert cfg.erase_bias == 0 and not cfg.coupled_gates and cfg.value_scale == 1
     assert cfg.refresh_every == 0 and cfg.train_freq == 1 and cfg.encoder_reconstruction == 0
+    assert cfg.reward == "mae" and TrainConfig().reward == "mae+mse"
 
 
 def test_refresh_recomputes_stored_memories_with_the_current_actor():
@@ -244,6 +263,8 @@ def test_saved_model_reproduces_predictions(tiny_run):
     np.testing.assert_allclose(saved["valence_pred"], p1[:, 0], rtol=1e-5, atol=1e-6)
     # the encoder and its normalisation statistics travel in the zip
     assert model.policy.encoder is not None and model.policy.encoder.stats.dim == test.feature_dim
+    assert model.reward_error == cfg.reward == "mae+mse"  # the default recipe's reward is saved with the agent
+    assert model.policy.erase_bias == pytest.approx(list(np.linspace(0, -6, cfg.memory_dim)))
 
 
 def test_resume_continues_an_interrupted_run(tmp_path):

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from affect_env.memory import MemoryPredictor, write
-from agents.rmn.networks import SlotActor, mlp
+from agents.rmn.networks import SlotActor, erase_biases, mlp
 
 MODEL_NAMES = ("segment", "lstm", "memory_tbptt", "transformer")
 
@@ -123,7 +123,8 @@ class MemoryTBPTT(SequenceModel):
     :param net_arch: hidden sizes of the write network (the RMN actor's ``net_arch``)
     :param predictor_hidden: hidden sizes of the predictor's score and output networks
     :param read_heads: attention reads of the predictor
-    :param erase_bias: initial erase-gate logit bias of the write network
+    :param read_key_dim: query/key size of the predictor's content addressing (0: none)
+    :param erase_bias: initial erase-gate logit bias of the write network (one value, ``[first, last]`` or per dim)
     :param input_bias: initial input-gate logit bias of the write network
     :param coupled_gates: the write network uses its erase gate as input gate (as the RMN's ``coupled_gates``)
     """
@@ -133,17 +134,19 @@ class MemoryTBPTT(SequenceModel):
 
     def __init__(self, embed_dim: int, n_slots: int, memory_dim: int, n_targets: int,
                  net_arch: Sequence[int] = (64, 64), predictor_hidden: Sequence[int] = (64,), read_heads: int = 1,
-                 erase_bias: float = 0.0, input_bias: float = 0.0, coupled_gates: bool = False) -> None:
+                 erase_bias: Any = 0.0, input_bias: float = 0.0, coupled_gates: bool = False,
+                 read_key_dim: int = 0) -> None:
         super().__init__()
         self._config = dict(embed_dim=int(embed_dim), n_slots=int(n_slots), memory_dim=int(memory_dim),
                             n_targets=int(n_targets), net_arch=[int(h) for h in net_arch],
                             predictor_hidden=[int(h) for h in predictor_hidden], read_heads=int(read_heads),
-                            erase_bias=float(erase_bias), input_bias=float(input_bias),
-                            coupled_gates=bool(coupled_gates))
+                            erase_bias=erase_biases(erase_bias, memory_dim), input_bias=float(input_bias),
+                            coupled_gates=bool(coupled_gates), read_key_dim=int(read_key_dim))
         gates = {"coupled_gates": True} if coupled_gates else {}  # only passed when used
-        self.actor = SlotActor(embed_dim, n_slots, memory_dim, list(net_arch), erase_bias, input_bias, **gates)
+        self.actor = SlotActor(embed_dim, n_slots, memory_dim, list(net_arch), self._config["erase_bias"], input_bias,
+                               **gates)
         self.predictor = MemoryPredictor(embed_dim, n_slots, memory_dim, n_targets, hidden=list(predictor_hidden),
-                                         read_heads=read_heads)
+                                         read_heads=read_heads, key_dim=int(read_key_dim))
 
     @property
     def n_targets(self) -> int:
@@ -238,8 +241,8 @@ class WindowTransformer(SequenceModel):
 
 def build_model(name: str, embed_dim: int, n_targets: int, window: int = 64, hidden: int = 64,
                 n_slots: int = 10, memory_dim: int = 32, net_arch: Sequence[int] = (64, 64),
-                predictor_hidden: Sequence[int] = (64,), read_heads: int = 1, erase_bias: float = 0.0,
-                input_bias: float = 0.0, coupled_gates: bool = False) -> SequenceModel:
+                predictor_hidden: Sequence[int] = (64,), read_heads: int = 1, erase_bias: Any = 0.0,
+                input_bias: float = 0.0, coupled_gates: bool = False, read_key_dim: int = 0) -> SequenceModel:
     """A baseline by name (one of :data:`MODEL_NAMES`).
 
     :param window: the transformer's input window (the recurrent models' TBPTT window is a training option)
@@ -255,7 +258,7 @@ def build_model(name: str, embed_dim: int, n_targets: int, window: int = 64, hid
         return LSTMBaseline(embed_dim, n_targets, hidden)
     if name == "memory_tbptt":
         return MemoryTBPTT(embed_dim, n_slots, memory_dim, n_targets, net_arch, predictor_hidden, read_heads,
-                           erase_bias, input_bias, coupled_gates)
+                           erase_bias, input_bias, coupled_gates, read_key_dim)
     if name == "transformer":
         return WindowTransformer(embed_dim, n_targets, window=window, d_model=hidden)
     raise ValueError(f"unknown baseline model {name!r}; choose one of {MODEL_NAMES}")

@@ -6,7 +6,7 @@ instead of flat ``N d``-wide layers.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -48,12 +48,31 @@ class SlotFeatures(nn.Module):
         return h if self.rest is None else torch.relu(self.rest(h))
 
 
+def erase_biases(spec: Union[float, Sequence[float]], memory_dim: int) -> Union[float, list]:
+    """Initial erase-gate biases from a config value: a number (every dimension), or ``[first, last]``.
+
+    ``[first, last]`` spreads the biases linearly over the ``d`` dimensions of every slot, so each slot starts
+    with fast dimensions (an erase gate near ``sigmoid(first)``: running averages over tens of segments) and
+    slow ones (``sigmoid(last)``: kept for thousands), in the spirit of the "chrono" initialisation of LSTM
+    gates (Tallec & Ollivier, 2018). A list of ``d`` values is taken as is.
+    """
+    if np.isscalar(spec):
+        return float(spec)
+    values = [float(v) for v in spec]
+    if len(values) == 2 and memory_dim != 2:
+        return np.linspace(values[0], values[1], memory_dim).tolist()
+    if len(values) != memory_dim:
+        raise ValueError(f"erase_bias: give one number, [first, last] or {memory_dim} values, got {len(values)}")
+    return values
+
+
 class SlotActor(nn.Module):
     """Deterministic write policy ``mu(e_t, m_{t-1})`` returning the four parts of the write.
 
     Attention is a softmax over per-slot logits; erase and input gates are sigmoids, content is tanh.
 
-    :param erase_bias: initial bias of the erase-gate logits (negative: keep the memory by default)
+    :param erase_bias: initial bias of the erase-gate logits (negative: keep the memory by default): one value,
+        or one per memory dimension (several time scales in every slot, see :func:`erase_biases`)
     :param input_bias: initial bias of the input-gate logits
     :param coupled_gates: use the erase gate as the input gate too (a GRU-like convex update
         ``m' = m + att * z * (content - m)``: one decision per value, "how much to overwrite", and memory values
@@ -61,14 +80,15 @@ class SlotActor(nn.Module):
     """
 
     def __init__(self, embed_dim: int, n_slots: int, memory_dim: int, hidden: Sequence[int] = (128, 128),
-                 erase_bias: float = 0.0, input_bias: float = 0.0, coupled_gates: bool = False):
+                 erase_bias: Union[float, Sequence[float]] = 0.0, input_bias: float = 0.0,
+                 coupled_gates: bool = False):
         super().__init__()
         self.n_slots, self.memory_dim, self.coupled_gates = n_slots, memory_dim, coupled_gates
         self.features = SlotFeatures(embed_dim, n_slots, memory_dim, hidden)
         self.head = nn.Linear(self.features.out_dim, 1 + 3 * memory_dim)
         with torch.no_grad():
             d = memory_dim
-            self.head.bias[1:1 + d].fill_(erase_bias)
+            self.head.bias[1:1 + d].copy_(torch.as_tensor(erase_bias, dtype=torch.float32).expand(d))
             self.head.bias[1 + 2 * d:].fill_(input_bias)
 
     def forward(self, embedding: torch.Tensor, memory: torch.Tensor) -> WriteAction:

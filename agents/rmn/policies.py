@@ -1,7 +1,7 @@
 """RMN policy: structured write actor, afterstate critic, predictor head (with ``m0``) and segment encoder."""
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from gymnasium import spaces
@@ -10,7 +10,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
 from affect_env.encoder import SegmentEncoder, encoder_from_payload
 from affect_env.memory import MemoryPredictor, WriteAction, encode_action
-from agents.rmn.networks import AfterstateCritic, SlotActor
+from agents.rmn.networks import AfterstateCritic, SlotActor, erase_biases
 
 
 class RMNPolicy(BasePolicy):
@@ -23,7 +23,8 @@ class RMNPolicy(BasePolicy):
     :param net_arch: hidden sizes of the slot MLPs of the actor and the critic
     :param predictor_hidden: hidden sizes of the predictor's score and output networks
     :param read_heads: attention reads of the predictor
-    :param erase_bias: initial erase-gate logit bias of the actor
+    :param read_key_dim: query/key size of the predictor's content-addressing term (0: none)
+    :param erase_bias: initial erase-gate logit bias of the actor (one value or one per memory dimension)
     :param input_bias: initial input-gate logit bias of the actor
     :param coupled_gates: the actor uses its erase gate as input gate (see :class:`SlotActor`)
     :param encoder_spec: the segment encoder's kind, config and normalisation stats (``SegmentEncoder.spec()``);
@@ -39,7 +40,8 @@ class RMNPolicy(BasePolicy):
         net_arch: Sequence[int] = (128, 128),
         predictor_hidden: Sequence[int] = (64,),
         read_heads: int = 1,
-        erase_bias: float = 0.0,
+        read_key_dim: int = 0,
+        erase_bias: Union[float, Sequence[float]] = 0.0,
         input_bias: float = 0.0,
         coupled_gates: bool = False,
         encoder_spec: Optional[dict] = None,
@@ -53,16 +55,17 @@ class RMNPolicy(BasePolicy):
         self.n_slots, self.memory_dim = (int(x) for x in observation_space["memory"].shape)
         self.n_targets = int(n_targets)
         self.net_arch, self.predictor_hidden, self.read_heads = list(net_arch), list(predictor_hidden), int(read_heads)
-        self.erase_bias, self.input_bias, self.coupled_gates = float(erase_bias), float(input_bias), bool(coupled_gates)
+        self.read_key_dim = int(read_key_dim)
+        self.erase_bias = erase_biases(erase_bias, self.memory_dim)
+        self.input_bias, self.coupled_gates = float(input_bias), bool(coupled_gates)
         self.encoder_spec = encoder_spec
         self._build(lr_schedule)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(n_targets=self.n_targets, net_arch=self.net_arch, predictor_hidden=self.predictor_hidden,
-                    read_heads=self.read_heads, erase_bias=self.erase_bias, input_bias=self.input_bias,
-                    coupled_gates=self.coupled_gates,
-                    encoder_spec=self.encoder_spec)
+                    read_heads=self.read_heads, read_key_dim=self.read_key_dim, erase_bias=self.erase_bias,
+                    input_bias=self.input_bias, coupled_gates=self.coupled_gates, encoder_spec=self.encoder_spec)
         return data
 
     # ---- one factory method per network ----------------------------------------------------------------
@@ -75,7 +78,8 @@ class RMNPolicy(BasePolicy):
 
     def make_predictor(self) -> MemoryPredictor:
         return MemoryPredictor(self.embed_dim, self.n_slots, self.memory_dim, self.n_targets,
-                               hidden=self.predictor_hidden, read_heads=self.read_heads).to(self.device)
+                               hidden=self.predictor_hidden, read_heads=self.read_heads,
+                               key_dim=self.read_key_dim).to(self.device)
 
     def make_encoder(self) -> Optional[SegmentEncoder]:
         return None if self.encoder_spec is None else encoder_from_payload(self.encoder_spec).to(self.device)

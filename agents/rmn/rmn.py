@@ -3,8 +3,8 @@
 The actor writes the memory, the critic values the memory *after* the write, and the predictor reads it:
 
 * critic:  ``Q(e_t, m_t) <- r_t + gamma Q'(e_{t+1}, T(m_t, mu'(e_{t+1}, m_t)))`` (no bootstrap at a movie's
-  end), with ``r_t = -MAE(pred(e_t, m_t), y_t)`` recomputed with the *current* predictor from the stored
-  label, since stored rewards go stale as the predictor learns;
+  end), with ``r_t = -MAE(pred(e_t, m_t), y_t)`` (or ``-MSE``) recomputed with the *current* predictor from the
+  stored label, since stored rewards go stale as the predictor learns;
 * actor + predictor (one optimizer): maximise ``r_t + gamma Q(e_{t+1}, T(m_t, mu(e_{t+1}, m_t)))`` with
   ``m_t = T(m_{t-1}, mu(e_t, m_{t-1}))``; ``m0`` is trained through the first write of each movie.
 
@@ -12,7 +12,8 @@ Options that go beyond the paper (each off in ``agents.config.TrainConfig.apply_
 recomputation of the stored memories with the current actor, a long-range loss that asks the write at step
 ``k`` to help predict a later step ``j`` of the same movie (the "credit" loss, or the simpler "jump" loss), an
 actor objective over ``window`` consecutive writes before bootstrapping with the critic, per-part exploration
-noise, gate-bias initialisation, coupled (GRU-like) gates (in the policy) and a value scale.
+noise, gate-bias initialisation, coupled (GRU-like) gates (in the policy), a value scale and a squared-error
+reward.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from stable_baselines3 import DDPG
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import polyak_update
 
-from affect_env.memory import WriteAction, add_exploration_noise, encode_action, write
+from affect_env.memory import REWARD_ERRORS, WriteAction, add_exploration_noise, encode_action, prediction_error, write
 from agents.rmn.buffers import LabelReplayBuffer, log_keep_step
 from agents.rmn.policies import RMNPolicy
 
@@ -63,6 +64,8 @@ class RMN(DDPG):
         Stored memories otherwise come from old policies and hold what the current one would not have kept
         (the stale-state problem of recurrent replay); here the write is known and the data do not depend on
         the actions, so the memories can simply be recomputed
+    :param reward: the error whose negative is the reward, recomputed at update time and used by the
+        long-range loss too: ``"mae"`` (the paper) or ``"mse"`` (see :func:`affect_env.memory.prediction_error`)
     :param value_scale: the critic learns ``value_scale`` times the discounted return (1 = the paper). With
         ``1 - gamma`` it learns in average-reward units, and in the actor objective the long-range term then
         weighs like one step's reward instead of ``1 / (1 - gamma)`` of them
@@ -92,6 +95,7 @@ class RMN(DDPG):
         jump_spacing: str = "uniform",
         value_scale: float = 1.0,
         refresh_every: int = 0,
+        reward: str = "mae",
         tensorboard_log: Optional[str] = None,
         policy_kwargs: Optional[dict[str, Any]] = None,
         verbose: int = 0,
@@ -115,6 +119,9 @@ class RMN(DDPG):
         self.jump_mode, self.jump_reads, self.jump_spacing = jump_mode, int(jump_reads), jump_spacing
         self.value_scale = float(value_scale)
         self.refresh_every = int(refresh_every)
+        if reward not in REWARD_ERRORS:
+            raise ValueError(f"reward must be one of {REWARD_ERRORS}, got {reward!r}")
+        self.reward_error = reward
         if _init_setup_model:
             self._setup_model()
 
@@ -162,8 +169,8 @@ class RMN(DDPG):
 
     # ---- learning --------------------------------------------------------------------------------------
     def _reward(self, embedding: torch.Tensor, memory: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``r = -MAE`` of the current predictor on afterstates, ``(B,)`` (the env's reward, recomputed)."""
-        return -(self.predictor(embedding, memory) - target).abs().mean(dim=-1)
+        """``r = -MAE`` (or ``-MSE``) of the current predictor on afterstates, ``(B,)`` (the reward, recomputed)."""
+        return -prediction_error(self.predictor(embedding, memory), target, self.reward_error)
 
     def _start_memory(self, prev_memory: torch.Tensor, starts_movie: torch.Tensor) -> torch.Tensor:
         """``m_{t-1}``: the stored memory, or the live (trainable) ``m0`` where the window starts a movie."""
@@ -203,7 +210,7 @@ class RMN(DDPG):
         jumps = self.replay_buffer.sample_jumps(batch_size, self.jump_distance)
         m = self._start_memory(jumps.prev_memory, jumps.starts_movie)
         m = write(m, self.actor(jumps.segment, m))
-        return (self.predictor(jumps.later_segment, m) - jumps.later_target).abs().mean()
+        return prediction_error(self.predictor(jumps.later_segment, m), jumps.later_target, self.reward_error).mean()
 
     def _credit_loss(self, batch_size: int) -> torch.Tensor:
         """The write at step k, carried to a later step j along the stored writes, must help predict y_j.
@@ -223,8 +230,8 @@ class RMN(DDPG):
         m_k = write(m, self.actor(pairs.segment, m))
         m_j = pairs.later_memory + pairs.keep * (m_k - pairs.memory).unsqueeze(1)  # (B, J, N, d)
         y = self.predictor(pairs.later_segment.flatten(0, 1), m_j.flatten(0, 1)).view_as(pairs.later_target)
-        mae = (y - pairs.later_target).abs().mean(dim=-1)
-        return (mae * pairs.valid).sum() / pairs.valid.sum().clamp_min(1.0)
+        error = prediction_error(y, pairs.later_target, self.reward_error)
+        return (error * pairs.valid).sum() / pairs.valid.sum().clamp_min(1.0)
 
     @torch.no_grad()
     def refresh_memories(self, batch_movies: int = 64) -> int:
