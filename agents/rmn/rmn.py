@@ -26,7 +26,8 @@ from stable_baselines3 import DDPG
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import polyak_update
 
-from affect_env.memory import REWARD_ERRORS, WriteAction, add_exploration_noise, encode_action, prediction_error, write
+from affect_env.memory import (REWARD_ERRORS, WriteAction, add_exploration_noise, encode_action, prediction_error,
+                               write)
 from agents.rmn.buffers import LabelReplayBuffer, log_keep_step
 from agents.rmn.policies import RMNPolicy
 
@@ -65,7 +66,8 @@ class RMN(DDPG):
         (the stale-state problem of recurrent replay); here the write is known and the data do not depend on
         the actions, so the memories can simply be recomputed
     :param reward: the error whose negative is the reward, recomputed at update time and used by the
-        long-range loss too: ``"mae"`` (the paper) or ``"mse"`` (see :func:`affect_env.memory.prediction_error`)
+        long-range loss too: ``"mae"`` (the paper), ``"mse"`` or ``"mae+mse"`` (the project's recipe; see
+        :func:`affect_env.memory.prediction_error`)
     :param value_scale: the critic learns ``value_scale`` times the discounted return (1 = the paper). With
         ``1 - gamma`` it learns in average-reward units, and in the actor objective the long-range term then
         weighs like one step's reward instead of ``1 / (1 - gamma)`` of them
