@@ -10,7 +10,8 @@ from gymnasium import spaces
 
 from affect_env.data import FeatureStats, MovieDataset, load_dataset
 from affect_env.encoder import SegmentEncoder, make_encoder
-from affect_env.memory import REWARD_ERRORS, MemoryPredictor, action_dim, decode_action, prediction_error, write
+from affect_env.memory import (MemoryPredictor, action_dim, check_reward_error, decode_action, prediction_error,
+                               write)
 
 PREDICTOR_MODES = ("online", "shared", "frozen")
 
@@ -112,9 +113,7 @@ class LiRISMemoryEnv(gym.Env):
         render_mode: Optional[str] = None,
     ) -> None:
         super().__init__()
-        if reward not in REWARD_ERRORS:
-            raise ValueError(f"reward must be one of {REWARD_ERRORS}, got {reward!r}")
-        self.reward_error = reward
+        self.reward_error = check_reward_error(reward)
         if predictor_mode not in PREDICTOR_MODES:
             raise ValueError(f"predictor_mode must be one of {PREDICTOR_MODES}, got {predictor_mode!r}")
         if movie_order not in ("random", "sequential"):

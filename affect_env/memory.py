@@ -113,6 +113,13 @@ def add_exploration_noise(
     return WriteAction(*noisy)
 
 
+def check_reward_error(kind: str) -> str:
+    """``kind`` if it names a reward error (one of :data:`REWARD_ERRORS`), else a ``ValueError`` naming them."""
+    if kind not in REWARD_ERRORS:
+        raise ValueError(f"reward must be one of {REWARD_ERRORS}, got {kind!r}")
+    return kind
+
+
 def prediction_error(prediction: Array, target: Array, kind: str = "mae") -> Array:
     """Error of a prediction, averaged over the targets (last axis): the reward is its negative.
 
@@ -123,14 +130,13 @@ def prediction_error(prediction: Array, target: Array, kind: str = "mae") -> Arr
         predictor to hedge. The absolute term keeps the gradient bounded where errors are large.
     """
     diff = prediction - target
+    kind = check_reward_error(kind)
     if kind == "mae":
         err = abs(diff)
     elif kind == "mse":
         err = diff * diff
-    elif kind == "mae+mse":
-        err = abs(diff) + diff * diff
     else:
-        raise ValueError(f"reward error must be one of {REWARD_ERRORS}, got {kind!r}")
+        err = abs(diff) + diff * diff
     return err.mean(-1)
 
 

@@ -59,7 +59,7 @@ def erase_biases(spec: Union[float, Sequence[float]], memory_dim: int) -> Union[
     if np.isscalar(spec):
         return float(spec)
     values = [float(v) for v in spec]
-    if len(values) == 2 and memory_dim != 2:
+    if len(values) == 2 and memory_dim > 1:  # [first, last]; for d = 2 the spread is the pair itself
         return np.linspace(values[0], values[1], memory_dim).tolist()
     if len(values) != memory_dim:
         raise ValueError(f"erase_bias: give one number, [first, last] or {memory_dim} values, got {len(values)}")

@@ -26,8 +26,8 @@ from stable_baselines3 import DDPG
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import polyak_update
 
-from affect_env.memory import (REWARD_ERRORS, WriteAction, add_exploration_noise, encode_action, prediction_error,
-                               write)
+from affect_env.memory import (WriteAction, add_exploration_noise, check_reward_error, encode_action,
+                               prediction_error, write)
 from agents.rmn.buffers import LabelReplayBuffer, log_keep_step
 from agents.rmn.policies import RMNPolicy
 
@@ -121,9 +121,7 @@ class RMN(DDPG):
         self.jump_mode, self.jump_reads, self.jump_spacing = jump_mode, int(jump_reads), jump_spacing
         self.value_scale = float(value_scale)
         self.refresh_every = int(refresh_every)
-        if reward not in REWARD_ERRORS:
-            raise ValueError(f"reward must be one of {REWARD_ERRORS}, got {reward!r}")
-        self.reward_error = reward
+        self.reward_error = check_reward_error(reward)
         if _init_setup_model:
             self._setup_model()
 
