@@ -50,12 +50,12 @@ class TrainConfig:
     window: int = 1
     # the long-range loss: weight, largest write-to-read distance, kind ("credit": the write carried to later
     # reads along the stored memories; "jump": read right after the write), reads per write (credit), and the
-    # spacing of the read distances (credit: "uniform" or "log")
+    # spacing of the read distances (credit: "uniform", "log" or "mixed")
     jump_weight: float = 1.0
     jump_distance: int = 400
     jump_mode: str = "credit"
-    jump_reads: int = 1
-    jump_spacing: str = "uniform"
+    jump_reads: int = 2
+    jump_spacing: str = "mixed"
     value_scale: float = 0.01
     reward: str = "mae+mse"  # the error whose negative is the reward: "mae" (the paper), "mse" or "mae+mse"
     refresh_every: int = 1000
@@ -64,7 +64,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 1  # torch CPU threads: small networks run faster on one thread than on two busy ones
-    eval_every: int = 20_000
+    eval_every: int = 5_000
     checkpoint_every: int = 20_000
     out: str = "runs/default"
 

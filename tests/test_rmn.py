@@ -139,6 +139,21 @@ def test_exploration_noise_is_per_part_and_in_range():
     assert abs(content[inside].std() - 0.05 ** 0.5) < 0.05
 
 
+def test_exploration_is_reproducible_from_the_seed_and_resumes_its_stream(tmp_path):
+    first, again, other = (tiny_agent(learning_starts=0, seed=seed) for seed in (3, 3, 4))
+    obs = first.env.reset()
+
+    def noisy_actions(model, n=5):
+        model._last_obs = obs
+        return np.stack([model._sample_action(0)[0][0] for _ in range(n)])
+
+    np.testing.assert_array_equal(noisy_actions(first), noisy_actions(again))
+    assert not np.allclose(noisy_actions(other), noisy_actions(first))
+    first.save(tmp_path / "m.zip")
+    loaded = RMN.load(tmp_path / "m.zip", env=first.get_env())
+    np.testing.assert_allclose(noisy_actions(loaded), noisy_actions(first), atol=1e-6)
+
+
 def test_paper_faithful_config():
     cfg = TrainConfig().apply_paper_faithful()
     assert cfg.window == 1 and cfg.jump_weight == 0 and cfg.exploration_std == pytest.approx(0.05 ** 0.5)
@@ -186,10 +201,14 @@ def test_credit_pairs_carry_the_sensitivity_of_the_later_memory_to_the_earlier_o
     assert pairs.valid.shape == (64, 3) and pairs.valid.sum() > 0
     far = buf.sample_credit(64, 1000, reads=4)  # reads past a movie's end (240 steps) are masked out
     assert 0 < far.valid.mean() < 1
-    uniform, log = (buf.sample_credit(256, 60, reads=4, spacing=s) for s in ("uniform", "log"))
-    for pairs in (uniform, log):
+    uniform, log, mixed = (buf.sample_credit(256, 60, reads=4, spacing=s) for s in ("uniform", "log", "mixed"))
+    median = {}
+    for name, pairs in (("uniform", uniform), ("log", log), ("mixed", mixed)):
         assert (pairs.distance >= 0).all() and (pairs.distance <= 60).all()
-    assert log.distance[log.valid > 0].float().median() < uniform.distance[uniform.valid > 0].float().median()
+        median[name] = pairs.distance[pairs.valid > 0].float().median()
+    assert median["log"] < median["mixed"] < median["uniform"]
+    with pytest.raises(ValueError, match="spacing"):
+        buf.sample_credit(8, 60, spacing="linear")
     model.jump_reads = 4
     loss = model._credit_loss(16)  # the write's parameters get a gradient from a later step's loss
     model.actor.zero_grad()

@@ -21,6 +21,7 @@ from stable_baselines3.common.buffers import BaseBuffer
 
 from affect_env.memory import decode_action
 
+SPACINGS = ("uniform", "log", "mixed")  # distances of the credit loss's reads
 LOG_KEEP_FLOOR = 20.0  # one write removes at most all but exp(-20) of a value from the stored sensitivity
 
 
@@ -209,14 +210,17 @@ class LabelReplayBuffer(BaseBuffer):
     def sample_credit(self, batch_size: int, max_distance: int, reads: int = 1,
                       spacing: str = "uniform") -> CreditSamples:
         """``batch_size`` write steps ``k``, each with ``reads`` later steps ``j`` of its movie, ``j - k`` in
-        ``[0, max_distance]``, uniform or (``spacing="log"``) log-uniform (``valid`` is false where ``j`` lies past
-        the stored movie), with ``dm_j / dm_k``."""
+        ``[0, max_distance]``: uniform, log-uniform (``spacing="log"``) or either with probability 1/2 per read
+        (``"mixed"``); ``valid`` is false where ``j`` lies past the stored movie. With ``dm_j / dm_k``."""
+        if spacing not in SPACINGS:
+            raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
         k = self._valid_starts(0, batch_size)
-        if spacing == "log":
-            dist = np.exp(np.random.uniform(0.0, np.log(max_distance + 2), size=(len(k), reads))).astype(np.int64) - 1
-            dist = dist.clip(0, max_distance)
-        else:
-            dist = np.random.randint(0, max_distance + 1, size=(len(k), reads))
+        shape = (len(k), reads)
+        dist = np.random.randint(0, max_distance + 1, size=shape)
+        if spacing != "uniform":
+            log = np.exp(np.random.uniform(0.0, np.log(max_distance + 2), size=shape)).astype(np.int64) - 1
+            use_log = np.ones(shape, bool) if spacing == "log" else np.random.random(shape) < 0.5
+            dist = np.where(use_log, log.clip(0, max_distance), dist)
         j = (k[:, None] + dist) % self.buffer_size
         valid = self._same_stretch(k[:, None], j, dist)
         j = np.where(valid, j, k[:, None])

@@ -26,9 +26,9 @@ from stable_baselines3 import DDPG
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import polyak_update
 
-from affect_env.memory import (WriteAction, add_exploration_noise, check_reward_error, encode_action,
-                               prediction_error, write)
-from agents.rmn.buffers import LabelReplayBuffer, log_keep_step
+from affect_env.memory import add_exploration_noise, check_reward_error, encode_action, prediction_error, write
+from agents.rmn.buffers import SPACINGS, LabelReplayBuffer, log_keep_step
+from agents.rmn.networks import NumpySlotActor
 from agents.rmn.policies import RMNPolicy
 
 PAPER_NOISE_STD = 0.05 ** 0.5  # the paper's exploration: variance 0.05 on each action part
@@ -59,7 +59,9 @@ class RMN(DDPG):
         as if nothing were written in between, ``j - i`` log-uniform; see :meth:`_jump_loss`)
     :param jump_reads: later steps read per write in the credit loss
     :param jump_spacing: distances of the credit loss's reads: ``"uniform"`` (the truncated
-        backpropagation-through-time gradient) or ``"log"`` (log-uniform: near reads weigh more)
+        backpropagation-through-time gradient), ``"log"`` (log-uniform: near reads weigh more) or ``"mixed"``
+        (each read one or the other with probability 1/2: short-range dependencies such as a running average
+        get many reads without losing the far ones)
     :param refresh_every: every this many updates, recompute the stored afterstates of every replayed movie by
         running the current (noise-free) actor from ``m0`` over its stored segments (0 = never, the paper).
         Stored memories otherwise come from old policies and hold what the current one would not have kept
@@ -116,8 +118,8 @@ class RMN(DDPG):
         self.jump_weight, self.jump_distance = float(jump_weight), int(jump_distance)
         if jump_mode not in JUMP_MODES:
             raise ValueError(f"jump_mode must be one of {JUMP_MODES}, got {jump_mode!r}")
-        if jump_spacing not in ("uniform", "log"):
-            raise ValueError(f"jump_spacing must be 'uniform' or 'log', got {jump_spacing!r}")
+        if jump_spacing not in SPACINGS:
+            raise ValueError(f"jump_spacing must be one of {SPACINGS}, got {jump_spacing!r}")
         self.jump_mode, self.jump_reads, self.jump_spacing = jump_mode, int(jump_reads), jump_spacing
         self.value_scale = float(value_scale)
         self.refresh_every = int(refresh_every)
@@ -153,19 +155,31 @@ class RMN(DDPG):
         self.replay_buffer = buffer
 
     def _excluded_save_params(self) -> list[str]:
-        return super()._excluded_save_params() + ["predictor"]
+        return super()._excluded_save_params() + ["predictor", "_np_actor"]
 
     # ---- exploration: the paper's per-part noise ---------------------------------------------------------
     def _sample_action(self, learning_starts: int, action_noise=None, n_envs: int = 1) -> tuple:
         if self.num_timesteps < learning_starts:
             action = np.array([self.action_space.sample() for _ in range(n_envs)])
             return action, action
-        obs, _ = self.policy.obs_to_tensor(self._last_obs)
-        with torch.no_grad():
-            parts = self.policy.write_parts(obs)
-            parts = add_exploration_noise(parts, self.exploration_std)
-            action = encode_action(parts).cpu().numpy()
+        # one write per step runs several times faster in NumPy than in torch; the noise comes from the agent's
+        # own generator (seeded by ``seed``, saved with the model so a resumed run continues its stream)
+        if getattr(self, "noise_rng", None) is None:
+            self.noise_rng = np.random.default_rng(self.seed)
+        actor = self._numpy_actor()
+        memory, segment = self._last_obs["memory"], self._last_obs["segment"]
+        action = np.stack([
+            encode_action(add_exploration_noise(actor(np.asarray(segment[i], np.float32),
+                                                      np.asarray(memory[i], np.float32)),
+                                                self.exploration_std, self.noise_rng))
+            for i in range(n_envs)])
         return action, action
+
+    def _numpy_actor(self) -> NumpySlotActor:
+        """A NumPy mirror of the current actor (rebuilt when the policy's actor is replaced, e.g. on load)."""
+        if getattr(self, "_np_actor", None) is None or self._np_actor.actor is not self.actor:
+            self._np_actor = NumpySlotActor(self.actor)
+        return self._np_actor
 
     # ---- learning --------------------------------------------------------------------------------------
     def _reward(self, embedding: torch.Tensor, memory: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
