@@ -124,6 +124,7 @@ class RMN(DDPG):
         self.value_scale = float(value_scale)
         self.refresh_every = int(refresh_every)
         self.reward_error = check_reward_error(reward)
+        self.noise_rng = np.random.default_rng(seed)  # exploration noise
         if _init_setup_model:
             self._setup_model()
 
@@ -164,8 +165,6 @@ class RMN(DDPG):
             return action, action
         # one write per step runs several times faster in NumPy than in torch; the noise comes from the agent's
         # own generator (seeded by ``seed``, saved with the model so a resumed run continues its stream)
-        if getattr(self, "noise_rng", None) is None:
-            self.noise_rng = np.random.default_rng(self.seed)
         actor = self._numpy_actor()
         memory, segment = self._last_obs["memory"], self._last_obs["segment"]
         action = np.stack([
