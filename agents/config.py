@@ -56,6 +56,8 @@ class TrainConfig:
     jump_mode: str = "credit"
     jump_reads: int = 2
     jump_spacing: str = "mixed"
+    # weight of the same step's prediction in training the write (1: the paper), or [start, end, end_fraction]
+    same_step_credit: Any = 1.0
     value_scale: float = 0.01
     reward: str = "mae+mse"  # the error whose negative is the reward: "mae" (the paper), "mse" or "mae+mse"
     refresh_every: int = 1000
@@ -79,6 +81,7 @@ class TrainConfig:
         self.exploration_std = 0.05 ** 0.5
         self.erase_bias = self.input_bias = 0.0
         self.coupled_gates = False
+        self.same_step_credit = 1.0
         self.window, self.jump_weight, self.value_scale, self.refresh_every = 1, 0.0, 1.0, 0
         self.train_freq = 1
         self.reward = "mae"
@@ -90,7 +93,7 @@ class TrainConfig:
         d = asdict(self)
         for k in ("targets", "net_arch", "predictor_hidden"):
             d[k] = list(d[k])
-        for k in ("exploration_std", "erase_bias"):
+        for k in ("exploration_std", "erase_bias", "same_step_credit"):
             if isinstance(d[k], tuple):
                 d[k] = list(d[k])
         return d

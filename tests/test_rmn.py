@@ -160,6 +160,7 @@ def test_paper_faithful_config():
     assert cfg.erase_bias == 0 and not cfg.coupled_gates and cfg.value_scale == 1
     assert cfg.refresh_every == 0 and cfg.train_freq == 1 and cfg.encoder_reconstruction == 0
     assert cfg.reward == "mae" and TrainConfig().reward == "mae+mse"
+    assert cfg.same_step_credit == 1
 
 
 def test_refresh_recomputes_stored_memories_with_the_current_actor():
@@ -216,6 +217,41 @@ def test_credit_pairs_carry_the_sensitivity_of_the_later_memory_to_the_earlier_o
     assert all(p.grad is not None for p in model.actor.parameters())
     with pytest.raises(ValueError, match="jump_mode"):
         tiny_agent(jump_mode="bptt")
+
+
+def test_same_step_credit_scales_what_the_immediate_reward_teaches_the_write():
+    model = tiny_agent(jump_distance=60)
+    model.learn(300)
+    with torch.no_grad():  # a critic that values nothing: only the immediate reward is left in the actor loss
+        model.critic.value[-1].weight.zero_()
+        model.critic.value[-1].bias.zero_()
+    batch = model.replay_buffer.sample_windows(32, 1)
+    actor_grad, predictor_grad, losses = {}, {}, {}
+    for weight in (1.0, 0.25, 0.0):
+        model._same_step_weight = weight
+        model.actor.optimizer.zero_grad()
+        loss = model._actor_loss(batch)[0]
+        loss.backward()
+        losses[weight] = loss.item()
+        actor_grad[weight] = torch.cat([p.grad.flatten() for p in model.actor.parameters()])
+        predictor_grad[weight] = torch.cat([p.grad.flatten() for p in model.predictor.parameters()])
+    assert actor_grad[1.0].abs().sum() > 0 and actor_grad[0.0].abs().sum() == 0
+    torch.testing.assert_close(actor_grad[0.25], 0.25 * actor_grad[1.0], rtol=1e-4, atol=1e-8)
+    for weight in (0.25, 0.0):  # the loss itself and what it teaches the predictor do not change
+        assert losses[weight] == pytest.approx(losses[1.0], rel=1e-6)
+        torch.testing.assert_close(predictor_grad[weight], predictor_grad[1.0], rtol=1e-4, atol=1e-8)
+    for spacing in ("uniform", "log", "mixed"):  # the credit loss then reads only later steps
+        pairs = model.replay_buffer.sample_credit(256, 60, reads=4, spacing=spacing, min_distance=1)
+        distance = pairs.distance[pairs.valid > 0]
+        assert (distance >= 1).all() and (distance == 1).any()
+    with pytest.raises(ValueError, match="min_distance"):
+        model.replay_buffer.sample_credit(8, 60, min_distance=61)
+    for bad in (1.5, [1.0, 0.2], [1.0, 0.2, 0.0]):
+        with pytest.raises(ValueError, match="same_step_credit"):
+            tiny_agent(same_step_credit=bad)
+    annealed = tiny_agent(same_step_credit=[1.0, 0.2, 0.5])  # 1 at the start, 0.2 from half the run on
+    annealed.learn(400)
+    assert annealed._same_step_weight == pytest.approx(0.2)
 
 
 def test_stored_sensitivity_follows_the_actions_taken():

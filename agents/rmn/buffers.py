@@ -208,19 +208,21 @@ class LabelReplayBuffer(BaseBuffer):
         )
 
     def sample_credit(self, batch_size: int, max_distance: int, reads: int = 1,
-                      spacing: str = "uniform") -> CreditSamples:
+                      spacing: str = "uniform", min_distance: int = 0) -> CreditSamples:
         """``batch_size`` write steps ``k``, each with ``reads`` later steps ``j`` of its movie, ``j - k`` in
-        ``[0, max_distance]``: uniform, log-uniform (``spacing="log"``) or either with probability 1/2 per read
-        (``"mixed"``); ``valid`` is false where ``j`` lies past the stored movie. With ``dm_j / dm_k``."""
+        ``[min_distance, max_distance]``: uniform, log-uniform (``spacing="log"``) or either with probability 1/2
+        per read (``"mixed"``); ``valid`` is false where ``j`` lies past the stored movie. With ``dm_j / dm_k``."""
         if spacing not in SPACINGS:
             raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+        if not 0 <= min_distance <= max_distance:
+            raise ValueError(f"need 0 <= min_distance <= max_distance, got {min_distance} and {max_distance}")
         k = self._valid_starts(0, batch_size)
-        shape = (len(k), reads)
-        dist = np.random.randint(0, max_distance + 1, size=shape)
-        if spacing != "uniform":
-            log = np.exp(np.random.uniform(0.0, np.log(max_distance + 2), size=shape)).astype(np.int64) - 1
+        shape, lo = (len(k), reads), min_distance
+        dist = np.random.randint(lo, max_distance + 1, size=shape)
+        if spacing != "uniform":  # log-uniform over [lo, max_distance]: exp(U(log(lo + 1), log(max + 2))) - 1
+            log = np.exp(np.random.uniform(np.log(lo + 1), np.log(max_distance + 2), size=shape)).astype(np.int64) - 1
             use_log = np.ones(shape, bool) if spacing == "log" else np.random.random(shape) < 0.5
-            dist = np.where(use_log, log.clip(0, max_distance), dist)
+            dist = np.where(use_log, log.clip(lo, max_distance), dist)
         j = (k[:, None] + dist) % self.buffer_size
         valid = self._same_stretch(k[:, None], j, dist)
         j = np.where(valid, j, k[:, None])

@@ -11,9 +11,9 @@ The actor writes the memory, the critic values the memory *after* the write, and
 Options that go beyond the paper (each off in ``agents.config.TrainConfig.apply_paper_faithful``): periodic
 recomputation of the stored memories with the current actor, a long-range loss that asks the write at step
 ``k`` to help predict a later step ``j`` of the same movie (the "credit" loss, or the simpler "jump" loss), an
-actor objective over ``window`` consecutive writes before bootstrapping with the critic, per-part exploration
-noise, gate-bias initialisation, coupled (GRU-like) gates (in the policy), a value scale and a squared-error
-reward.
+actor objective over ``window`` consecutive writes before bootstrapping with the critic, a scaled gradient from
+the same step's prediction into the write (``same_step_credit``), per-part exploration noise, gate-bias
+initialisation, coupled (GRU-like) gates (in the policy), a value scale and a squared-error reward.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from stable_baselines3 import DDPG
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
-from stable_baselines3.common.utils import polyak_update
+from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule, polyak_update
 
 from affect_env.memory import add_exploration_noise, check_reward_error, encode_action, prediction_error, write
 from agents.rmn.buffers import SPACINGS, LabelReplayBuffer, log_keep_step
@@ -33,6 +33,14 @@ from agents.rmn.policies import RMNPolicy
 
 PAPER_NOISE_STD = 0.05 ** 0.5  # the paper's exploration: variance 0.05 on each action part
 JUMP_MODES = ("credit", "jump")
+
+
+def same_step_schedule(spec: Union[float, Sequence[float]]):
+    """The weight of the same-step credit over the run: a number, or ``[start, end, end_fraction]`` (linear)."""
+    values = [float(spec)] if np.isscalar(spec) else [float(v) for v in spec]
+    if len(values) not in (1, 3) or not all(0.0 <= v <= 1.0 for v in values) or (len(values) == 3 and values[2] == 0):
+        raise ValueError(f"same_step_credit: give a number in [0, 1] or [start, end, end_fraction], got {spec!r}")
+    return ConstantSchedule(values[0]) if len(values) == 1 else LinearSchedule(*values)
 
 
 class RMN(DDPG):
@@ -70,6 +78,14 @@ class RMN(DDPG):
     :param reward: the error whose negative is the reward, recomputed at update time and used by the
         long-range loss too: ``"mae"`` (the paper), ``"mse"`` or ``"mae+mse"`` (the project's recipe; see
         :func:`affect_env.memory.prediction_error`)
+    :param same_step_credit: how much the prediction at step ``t`` itself trains the write at ``t`` (1 = the
+        paper: the immediate reward's full gradient flows into the write that precedes it; 0 = none): a number,
+        or ``[start, end, end_fraction]`` for a linear change over the first ``end_fraction`` of the run. The value
+        of every loss is unchanged, and so is what it teaches the predictor and ``m0``; only the gradient into
+        the same step's write decision is scaled, in the actor objective (the immediate reward, and the next
+        write inside the bootstrap term). Below 1 the credit loss reads at distances ``>= 1`` only. At full
+        weight the same-step gradient pays the writer for copying features of the current segment into the
+        memory, a feed-forward shortcut that overwrites the memory at every step
     :param value_scale: the critic learns ``value_scale`` times the discounted return (1 = the paper). With
         ``1 - gamma`` it learns in average-reward units, and in the actor objective the long-range term then
         weighs like one step's reward instead of ``1 / (1 - gamma)`` of them
@@ -97,6 +113,7 @@ class RMN(DDPG):
         jump_mode: str = "credit",
         jump_reads: int = 1,
         jump_spacing: str = "uniform",
+        same_step_credit: Union[float, Sequence[float]] = 1.0,
         value_scale: float = 1.0,
         refresh_every: int = 0,
         reward: str = "mae",
@@ -121,6 +138,9 @@ class RMN(DDPG):
         if jump_spacing not in SPACINGS:
             raise ValueError(f"jump_spacing must be one of {SPACINGS}, got {jump_spacing!r}")
         self.jump_mode, self.jump_reads, self.jump_spacing = jump_mode, int(jump_reads), jump_spacing
+        self.same_step_credit = same_step_credit if np.isscalar(same_step_credit) else list(same_step_credit)
+        self._same_step_schedule = same_step_schedule(same_step_credit)
+        self._same_step_weight = self._same_step_schedule(1.0)
         self.value_scale = float(value_scale)
         self.refresh_every = int(refresh_every)
         self.reward_error = check_reward_error(reward)
@@ -207,16 +227,26 @@ class RMN(DDPG):
         discount, maes = 1.0, []
         for i in range(self.window):
             e = batch.segments[:, i]
-            m = write(m, self.actor(e, m))
-            r = self._reward(e, m, batch.targets[:, i])
+            parts = self.actor(e, m)
+            r = self._reward(e, self._write_read_now(m, parts), batch.targets[:, i])
+            m = write(m, parts)
             ret = ret + discount * batch.alive[:, i] * r
             maes.append(-r.detach().mean().item())
             discount *= self.gamma
         keep_going = batch.alive[:, -1] * (1.0 - batch.dones[:, -1])
         e_next = batch.segments[:, self.window]
-        m_next = write(m, self.actor(e_next, m))
+        next_parts = self.actor(e_next, m)
+        m_next = self._write_read_now(m, next_parts)
         ret = ret + discount * keep_going * self.critic(e_next, m_next).squeeze(-1)
         return -ret.mean(), float(np.mean(maes))
+
+    def _write_read_now(self, memory: torch.Tensor, parts) -> torch.Tensor:
+        """The write as seen by a read at the same step: the gradient into the write's decision is scaled by
+        ``same_step_credit`` (the value is unchanged); the memory before it carries its full gradient."""
+        w = self._same_step_weight
+        if w != 1.0:  # the value is unchanged, the gradient into the decision scaled by w
+            parts = type(parts)(*(w * p + (1.0 - w) * p.detach() for p in parts))
+        return write(memory, parts)
 
     def _jump_loss(self, batch_size: int) -> torch.Tensor:
         """Memory written at step i must help predict step j = i + k of the same movie (no writes between)."""
@@ -237,8 +267,9 @@ class RMN(DDPG):
         backpropagation-through-time gradient. Each write is read at ``jump_reads`` later steps: the actor runs
         once per write, only the predictor per read.
         """
+        nearest = 0 if self._same_step_weight == 1.0 else 1  # a read at k itself is a same-step read
         pairs = self.replay_buffer.sample_credit(batch_size, self.jump_distance, self.jump_reads,
-                                                 self.jump_spacing)
+                                                 self.jump_spacing, min_distance=nearest)
         m = self._start_memory(pairs.prev_memory, pairs.starts_movie)
         m_k = write(m, self.actor(pairs.segment, m))
         m_j = pairs.later_memory + pairs.keep * (m_k - pairs.memory).unsqueeze(1)  # (B, J, N, d)
@@ -282,6 +313,8 @@ class RMN(DDPG):
             return
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
+        self._same_step_weight = self._same_step_schedule(self._current_progress_remaining)
+        self.logger.record("train/same_step_credit", self._same_step_weight)
         logs: dict[str, list] = {"critic_loss": [], "actor_loss": [], "q": [], "predictor_mae": [],
                                  "long_range_loss": []}
         for _ in range(gradient_steps):
