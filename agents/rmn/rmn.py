@@ -228,25 +228,26 @@ class RMN(DDPG):
         for i in range(self.window):
             e = batch.segments[:, i]
             parts = self.actor(e, m)
-            r = self._reward(e, self._write_read_now(m, parts), batch.targets[:, i])
-            m = write(m, parts)
+            written = write(m, parts)
+            r = self._reward(e, self._same_step_view(m, parts, written), batch.targets[:, i])
+            m = written
             ret = ret + discount * batch.alive[:, i] * r
             maes.append(-r.detach().mean().item())
             discount *= self.gamma
         keep_going = batch.alive[:, -1] * (1.0 - batch.dones[:, -1])
         e_next = batch.segments[:, self.window]
         next_parts = self.actor(e_next, m)
-        m_next = self._write_read_now(m, next_parts)
+        m_next = self._same_step_view(m, next_parts, write(m, next_parts))
         ret = ret + discount * keep_going * self.critic(e_next, m_next).squeeze(-1)
         return -ret.mean(), float(np.mean(maes))
 
-    def _write_read_now(self, memory: torch.Tensor, parts) -> torch.Tensor:
-        """The write as seen by a read at the same step: the gradient into the write's decision is scaled by
-        ``same_step_credit`` (the value is unchanged); the memory before it carries its full gradient."""
+    def _same_step_view(self, memory: torch.Tensor, parts, written: torch.Tensor) -> torch.Tensor:
+        """``written = T(memory, parts)`` as a read at the same step sees it: the same value, with the gradient into
+        the write's decision scaled by ``same_step_credit`` (the memory before it keeps its full gradient)."""
         w = self._same_step_weight
-        if w != 1.0:  # the value is unchanged, the gradient into the decision scaled by w
-            parts = type(parts)(*(w * p + (1.0 - w) * p.detach() for p in parts))
-        return write(memory, parts)
+        if w == 1.0:
+            return written
+        return write(memory, type(parts)(*(w * p + (1.0 - w) * p.detach() for p in parts)))
 
     def _jump_loss(self, batch_size: int) -> torch.Tensor:
         """Memory written at step i must help predict step j = i + k of the same movie (no writes between)."""
