@@ -60,7 +60,10 @@ class TrainConfig:
     same_step_credit: Any = 1.0
     value_scale: float = 0.01
     reward: str = "mae+mse"  # the error whose negative is the reward: "mae" (the paper), "mse" or "mae+mse"
-    refresh_every: int = 1000
+    # recompute the stored memories every this many updates (and before each validation: with eval_every /
+    # train_freq = 1,250 the two coincide), then train the predictor alone for refresh_fit steps on them
+    refresh_every: int = 1250
+    refresh_fit: int = 500
     paper_faithful: bool = False
     # bookkeeping
     seed: int = 0
@@ -82,7 +85,7 @@ class TrainConfig:
         self.erase_bias = self.input_bias = 0.0
         self.coupled_gates = False
         self.same_step_credit = 1.0
-        self.window, self.jump_weight, self.value_scale, self.refresh_every = 1, 0.0, 1.0, 0
+        self.window, self.jump_weight, self.value_scale, self.refresh_every, self.refresh_fit = 1, 0.0, 1.0, 0, 0
         self.train_freq = 1
         self.reward = "mae"
         self.final_learning_rate = None

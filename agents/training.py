@@ -84,7 +84,7 @@ def make_rmn(cfg: TrainConfig, env: LiRISMemoryEnv, encoder: SegmentEncoder, ten
         window=cfg.window, jump_weight=cfg.jump_weight, jump_distance=cfg.jump_distance,
         jump_mode=cfg.jump_mode, jump_reads=cfg.jump_reads, jump_spacing=cfg.jump_spacing,
         value_scale=cfg.value_scale, same_step_credit=cfg.same_step_credit, refresh_every=cfg.refresh_every,
-        reward=cfg.reward,
+        refresh_fit=cfg.refresh_fit, reward=cfg.reward,
         tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, seed=cfg.seed, device=cfg.device,
     )
     model.policy.encoder.load_state_dict(encoder.state_dict())
@@ -131,9 +131,10 @@ class CheckpointAndEval(BaseCallback):
 
     def _on_step(self) -> bool:
         n = self.model.num_timesteps
-        if self.checkpoint_every and n % self.checkpoint_every == 0:
-            save_checkpoint(self.model, self.run_dir / "checkpoint", time.time() - self.t0)
+        row = None
         if self.eval_every and n % self.eval_every == 0:
+            if getattr(self.model, "refresh_every", 0):  # RMN: evaluate a predictor in step with its writer
+                self.model.refresh()
             row = {"timesteps": n, "wall_s": round(time.time() - self.t0, 1), **self.evaluate_fn(self.model)}
             log = self.run_dir / "eval_log.csv"
             pd.DataFrame([row]).to_csv(log, mode="a", header=not log.exists(), index=False)
@@ -146,8 +147,10 @@ class CheckpointAndEval(BaseCallback):
                 self.best_score = score
                 atomic_save_model(self.model, self.run_dir / "best_model.zip")
                 atomic_write_text(self.run_dir / "best_model.json", json.dumps(row, indent=2) + "\n")
-            if self.on_eval is not None:
-                self.on_eval(row)  # may raise (e.g. optuna.TrialPruned) to stop the run
+        if self.checkpoint_every and n % self.checkpoint_every == 0:  # after the evaluation's refresh, so that a
+            save_checkpoint(self.model, self.run_dir / "checkpoint", time.time() - self.t0)  # resumed run goes on alike
+        if row is not None and self.on_eval is not None:
+            self.on_eval(row)  # may raise (e.g. optuna.TrialPruned) to stop the run
         return True
 
 

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from affect_env import LiRISMemoryEnv
-from affect_env.memory import decode_action, write
+from affect_env.memory import decode_action, prediction_error, write
 from agents import train_ddpg
 from agents.config import TrainConfig
 from agents.evaluate import load_model, predict_dataset
 from agents.rmn import RMN
 from agents.rmn.buffers import LabelReplayBuffer
 from agents.rmn.networks import erase_biases
-from agents.training import load_splits, train
+from agents.training import CheckpointAndEval, load_splits, train
 from conftest import SMALL_SYNTHETIC
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -178,6 +178,54 @@ def test_refresh_recomputes_stored_memories_with_the_current_actor():
         for t in range(len(seg)):
             m = write(m, model.actor(seg[t:t + 1], m))
             np.testing.assert_allclose(buf.afterstates[episodes[0][t]], m[0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_refresh_lets_the_predictor_catch_up_with_the_writer_and_leaves_the_writer_alone():
+    model = tiny_agent(learning_starts=20, refresh_every=10 ** 6, refresh_fit=0)
+    model.learn(300)
+    with torch.no_grad():  # a writer that changed since the memories were stored
+        model.actor.head.bias.add_(0.3)
+    model.refresh_memories()
+    buf, episode = model.replay_buffer, model.replay_buffer.complete_episodes()[0]
+    seg, mem, y = (torch.as_tensor(a[episode]) for a in (buf.segments, buf.afterstates, buf.targets))
+
+    def error():
+        with torch.no_grad():
+            return prediction_error(model.predictor(seg, mem), y, model.reward_error).mean().item()
+
+    before, writer = error(), [p.detach().clone() for p in model.actor.parameters()]
+    info = model.refresh(fit_steps=200)
+    assert info["refreshed_steps"] == sum(len(e) for e in buf.complete_episodes())
+    assert error() < 0.9 * before  # the predictor fitted the memories its writer makes
+    assert all(torch.equal(a, b) for a, b in zip(writer, model.actor.parameters()))  # the writer did not move
+    assert model._last_refresh == model._n_updates  # periodic refreshes count from here
+    assert "refresh_fit_loss" not in model.refresh(fit_steps=0)  # a refresh alone does not train
+    assert TrainConfig().refresh_fit > 0 and TrainConfig().apply_paper_faithful().refresh_fit == 0
+
+
+def test_every_validation_reads_with_a_predictor_in_step_with_its_writer(tmp_path):
+    """The training loop refreshes (and fits) before each evaluation, then checkpoints, then calls ``on_eval``."""
+    calls = []
+
+    class Model:
+        num_timesteps, refresh_every = 0, 1000
+        logger = type("Logger", (), {"record": lambda *args, **kwargs: None})()
+
+        def refresh(self):
+            calls.append(("refresh", self.num_timesteps))
+
+        def save(self, path):  # the best model so far
+            open(path, "w").close()
+
+    model = Model()
+    callback = CheckpointAndEval(tmp_path, lambda m: calls.append(("evaluate", m.num_timesteps)) or {"mse": 1.0},
+                                 eval_every=10, checkpoint_every=0, t0=0.0,
+                                 on_eval=lambda row: calls.append(("on_eval", row["timesteps"])))
+    callback.init_callback(model)
+    for n in (5, 10):
+        model.num_timesteps = n
+        callback.on_step()
+    assert calls == [("refresh", 10), ("evaluate", 10), ("on_eval", 10)]
 
 
 def test_credit_pairs_carry_the_sensitivity_of_the_later_memory_to_the_earlier_one():

@@ -9,7 +9,8 @@ The actor writes the memory, the critic values the memory *after* the write, and
   ``m_t = T(m_{t-1}, mu(e_t, m_{t-1}))``; ``m0`` is trained through the first write of each movie.
 
 Options that go beyond the paper (each off in ``agents.config.TrainConfig.apply_paper_faithful``): periodic
-recomputation of the stored memories with the current actor, a long-range loss that asks the write at step
+recomputation of the stored memories with the current actor (after which the predictor alone catches up with
+the writer), a long-range loss that asks the write at step
 ``k`` to help predict a later step ``j`` of the same movie (the "credit" loss, or the simpler "jump" loss), an
 actor objective over ``window`` consecutive writes before bootstrapping with the critic, a scaled gradient from
 the same step's prediction into the write (``same_step_credit``), per-part exploration noise, gate-bias
@@ -75,6 +76,9 @@ class RMN(DDPG):
         Stored memories otherwise come from old policies and hold what the current one would not have kept
         (the stale-state problem of recurrent replay); here the write is known and the data do not depend on
         the actions, so the memories can simply be recomputed
+    :param refresh_fit: after each refresh, the predictor (with the writer fixed) takes this many gradient steps
+        on the refreshed memories (0 = none): between refreshes the writer drifts while the predictor is trained
+        on memories the writer no longer makes, and a predictor that lags the writer reads its memory wrongly
     :param reward: the error whose negative is the reward, recomputed at update time and used by the
         long-range loss too: ``"mae"`` (the paper), ``"mse"`` or ``"mae+mse"`` (the project's recipe; see
         :func:`affect_env.memory.prediction_error`)
@@ -116,6 +120,7 @@ class RMN(DDPG):
         same_step_credit: Union[float, Sequence[float]] = 1.0,
         value_scale: float = 1.0,
         refresh_every: int = 0,
+        refresh_fit: int = 0,
         reward: str = "mae",
         tensorboard_log: Optional[str] = None,
         policy_kwargs: Optional[dict[str, Any]] = None,
@@ -142,7 +147,8 @@ class RMN(DDPG):
         self._same_step_schedule = same_step_schedule(same_step_credit)
         self._same_step_weight = self._same_step_schedule(1.0)
         self.value_scale = float(value_scale)
-        self.refresh_every = int(refresh_every)
+        self.refresh_every, self.refresh_fit = int(refresh_every), int(refresh_fit)
+        self._last_refresh = 0  # update count of the last refresh
         self.reward_error = check_reward_error(reward)
         self.noise_rng = np.random.default_rng(seed)  # exploration noise
         if _init_setup_model:
@@ -309,6 +315,34 @@ class RMN(DDPG):
                 refreshed += len(g)
         return refreshed
 
+    def refresh(self, fit_steps: Optional[int] = None) -> dict:
+        """Recompute the stored memories with the current writer, then let the predictor catch up with it.
+
+        Called every ``refresh_every`` updates, and by the training loop before each validation, so that every
+        evaluated (and selected) model reads memories the way its own writer makes them.
+
+        :param fit_steps: predictor-only gradient steps on the refreshed memories (default ``refresh_fit``)
+        :return: ``refreshed_steps`` and, when fitted, the predictor's mean ``refresh_fit_loss``
+        """
+        fit_steps = self.refresh_fit if fit_steps is None else int(fit_steps)
+        self._last_refresh = self._n_updates
+        info = {"refreshed_steps": self.refresh_memories()}
+        if fit_steps > 0 and self.replay_buffer.size() >= self.batch_size:
+            losses = []
+            for _ in range(fit_steps):
+                batch = self.replay_buffer.sample_windows(self.batch_size, 1)
+                y = self.predictor(batch.segments[:, 0], batch.afterstates[:, 0])
+                loss = prediction_error(y, batch.targets[:, 0], self.reward_error).mean()
+                self.actor.optimizer.zero_grad()  # the writer's gradients stay None: Adam leaves it unchanged
+                loss.backward()
+                self.actor.optimizer.step()
+                losses.append(loss.item())
+            info["refresh_fit_loss"] = float(np.mean(losses))
+        if getattr(self, "_logger", None) is not None:  # a loaded model has no logger until it learns
+            for key, value in info.items():
+                self.logger.record(f"train/{key}", value)
+        return info
+
     def train(self, gradient_steps: int, batch_size: int = 128) -> None:
         if self.replay_buffer.size() < batch_size:  # too little data to sample windows from yet
             return
@@ -320,8 +354,8 @@ class RMN(DDPG):
                                  "long_range_loss": []}
         for _ in range(gradient_steps):
             self._n_updates += 1
-            if self.refresh_every and self._n_updates % self.refresh_every == 0:
-                self.logger.record("train/refreshed_steps", self.refresh_memories())
+            if self.refresh_every and self._n_updates - self._last_refresh >= self.refresh_every:
+                self.refresh()
             batch = self.replay_buffer.sample_windows(batch_size, self.window)
 
             critic_loss, q_mean = self._critic_loss(batch)
