@@ -204,7 +204,7 @@ def test_refresh_lets_the_predictor_catch_up_with_the_writer_and_leaves_the_writ
 
 
 def test_every_validation_reads_with_a_predictor_in_step_with_its_writer(tmp_path):
-    """The training loop refreshes (and fits) before each evaluation, then checkpoints, then calls ``on_eval``."""
+    """The training loop refreshes (and fits) the RMN before each evaluation, and calls ``on_eval`` after it."""
     calls = []
 
     class Model:
