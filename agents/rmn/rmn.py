@@ -331,8 +331,7 @@ class RMN(DDPG):
             losses = []
             for _ in range(fit_steps):
                 batch = self.replay_buffer.sample_windows(self.batch_size, 1)
-                y = self.predictor(batch.segments[:, 0], batch.afterstates[:, 0])
-                loss = prediction_error(y, batch.targets[:, 0], self.reward_error).mean()
+                loss = -self._reward(batch.segments[:, 0], batch.afterstates[:, 0], batch.targets[:, 0]).mean()
                 self.actor.optimizer.zero_grad()  # the writer's gradients stay None: Adam leaves it unchanged
                 loss.backward()
                 self.actor.optimizer.step()
