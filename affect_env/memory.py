@@ -17,6 +17,7 @@ from typing import NamedTuple, Sequence, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 Array = Union[np.ndarray, torch.Tensor]
@@ -199,8 +200,12 @@ class MemoryPredictor(nn.Module):
 
     def attention(self, embedding: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """Read weights ``(B, H, N)`` for embeddings ``(B, d_e)`` and memories ``(B, N, d)``."""
-        e = embedding.unsqueeze(-2).expand(*memory.shape[:-1], embedding.shape[-1])
-        logits = self.score(torch.cat([e, memory], dim=-1))  # (B, N, H)
+        # ``score([e, m(n)])`` with its first layer split: the segment's part once per sample, not once per slot
+        first, d_e = self.score[0], self.embed_dim
+        per_sample = F.linear(embedding, first.weight[:, :d_e], first.bias).unsqueeze(-2)
+        logits = F.linear(memory, first.weight[:, d_e:]) + per_sample
+        if len(self.score) > 1:
+            logits = self.score[1:](logits)  # (B, N, H)
         if self.key_dim:
             h, k = self.read_heads, self.key_dim
             query = self.query(embedding).unflatten(-1, (h, k))  # (B, H, k)

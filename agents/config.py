@@ -56,8 +56,9 @@ class TrainConfig:
     jump_mode: str = "credit"
     jump_reads: int = 2
     jump_spacing: str = "mixed"
-    # weight of the same step's prediction in training the write (1: the paper), or [start, end, end_fraction]
-    same_step_credit: Any = 1.0
+    # weight of the same step's prediction in training the write (1: the paper), or [start, end, end_fraction]:
+    # by default 1 at the start, down linearly to 0.2 at 30 % of the run, then 0.2
+    same_step_credit: Any = (1.0, 0.2, 0.3)
     value_scale: float = 0.01
     reward: str = "mae+mse"  # the error whose negative is the reward: "mae" (the paper), "mse" or "mae+mse"
     # recompute the stored memories every this many updates (and before each validation: with eval_every /

@@ -160,7 +160,7 @@ def test_paper_faithful_config():
     assert cfg.erase_bias == 0 and not cfg.coupled_gates and cfg.value_scale == 1
     assert cfg.refresh_every == 0 and cfg.train_freq == 1 and cfg.encoder_reconstruction == 0
     assert cfg.reward == "mae" and TrainConfig().reward == "mae+mse"
-    assert cfg.same_step_credit == 1
+    assert cfg.same_step_credit == 1 and list(TrainConfig().same_step_credit) == [1.0, 0.2, 0.3]
 
 
 def test_refresh_recomputes_stored_memories_with_the_current_actor():
@@ -368,6 +368,30 @@ def test_saved_model_reproduces_predictions(tiny_run):
     assert model.policy.encoder is not None and model.policy.encoder.stats.dim == test.feature_dim
     assert model.reward_error == cfg.reward == "mae+mse"  # the default recipe's reward is saved with the agent
     assert model.policy.erase_bias == pytest.approx(list(np.linspace(0, -6, cfg.memory_dim)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cpu_and_gpu_agree_on_predictions_and_training_losses(tiny_run, tmp_path):
+    out, _, cfg = tiny_run
+    test = load_splits(cfg)["test"]
+    cpu, gpu = load_model(out, device="cpu"), load_model(out, device="cuda")
+    assert gpu.device.type == "cuda"
+    np.testing.assert_allclose(predict_dataset(gpu, test)[0]["prediction"],
+                               predict_dataset(cpu, test)[0]["prediction"], rtol=1e-4, atol=1e-5)
+    # one replayed batch through the update's losses (critic, actor + predictor, credit) on both devices
+    agent = tiny_agent(jump_weight=1.0, jump_distance=30, jump_reads=2)
+    agent.learn(200)
+    agent.save(tmp_path / "agent.zip")
+    agent.save_replay_buffer(tmp_path / "replay.pkl")
+    on_gpu = RMN.load(tmp_path / "agent.zip", device="cuda")
+    on_gpu.load_replay_buffer(tmp_path / "replay.pkl")
+    losses = []
+    for model in (agent, on_gpu):
+        np.random.seed(0)
+        batch = model.replay_buffer.sample_windows(16, 1)
+        losses.append([model._critic_loss(batch)[0].item(), model._actor_loss(batch)[0].item(),
+                       model._credit_loss(16).item()])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4, atol=1e-6)
 
 
 def test_resume_continues_an_interrupted_run(tmp_path):
