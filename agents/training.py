@@ -84,7 +84,7 @@ def make_rmn(cfg: TrainConfig, env: LiRISMemoryEnv, encoder: SegmentEncoder, ten
         window=cfg.window, jump_weight=cfg.jump_weight, jump_distance=cfg.jump_distance,
         jump_mode=cfg.jump_mode, jump_reads=cfg.jump_reads, jump_spacing=cfg.jump_spacing,
         value_scale=cfg.value_scale, same_step_credit=cfg.same_step_credit, refresh_every=cfg.refresh_every,
-        refresh_fit=cfg.refresh_fit, reward=cfg.reward,
+        refresh_fit=cfg.refresh_fit, reward=cfg.reward, update_thread=cfg.update_thread,
         tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, seed=cfg.seed, device=cfg.device,
     )
     model.policy.encoder.load_state_dict(encoder.state_dict())

@@ -119,8 +119,39 @@ def test_training_moves_m0_and_the_jump_loss_reaches_the_write():
     model.learn(400)
     assert not torch.equal(m0, model.policy.predictor.m0.detach())
     model.actor.optimizer.zero_grad()
-    model._jump_loss(16).backward()
+    model._jump_loss(model.replay_buffer.sample_jumps(16, model.jump_distance)).backward()
     assert model.actor.head.weight.grad.abs().sum() > 0
+
+
+def test_update_thread_splits_the_actor_gradient_exactly_and_changes_no_result(tmp_path):
+    agents = [tiny_agent(learning_starts=150, jump_weight=1.0, jump_distance=30, jump_reads=2, update_thread=t)
+              for t in (False, True)]
+    for model in agents:
+        model.learn(150)  # fills the replay (no update yet): both agents hold the same data and weights
+    model = agents[0]
+    batch, pairs = model.replay_buffer.sample_windows(16, 1), model._long_range_sample(16)
+    params = model._actor_parameters()
+    model.actor.optimizer.zero_grad()  # the whole objective in one backward pass ...
+    (model._actor_loss(batch)[0] + model.jump_weight * model._credit_loss(pairs)).backward()
+    whole = [p.grad.clone() for p in params]
+    model.actor.optimizer.zero_grad()  # ... and as the update computes it: the critic's term, plus the rest
+    model._actor_loss(batch, rewards=False)[0].backward()
+    model._add_gradients(model._critic_free_gradients(batch, pairs)[3])
+    assert all(w.abs().sum() > 0 for w in whole[:3])
+    for w, p in zip(whole, params):
+        torch.testing.assert_close(p.grad, w, rtol=1e-4, atol=1e-7)
+    after = []
+    for model in agents:
+        np.random.seed(0)  # the buffer draws with NumPy's global generator
+        before = torch.cat([p.detach().flatten() for p in model.policy.parameters()])
+        model.train(gradient_steps=3, batch_size=16)
+        after.append(torch.cat([p.detach().flatten() for p in model.policy.parameters()]))
+        assert not torch.equal(after[-1], before)
+    assert agents[0]._worker is None and agents[1]._worker is not None  # the second ran its part in the thread
+    torch.testing.assert_close(after[1], after[0], rtol=0, atol=0)  # the same computation either way
+    agents[1].save(tmp_path / "threaded.zip")  # the worker is not saved; a loaded agent starts its own
+    loaded = RMN.load(tmp_path / "threaded.zip", env=tiny_env())
+    assert loaded._worker is None and loaded.update_thread
 
 
 def test_exploration_noise_is_per_part_and_in_range():
@@ -259,7 +290,7 @@ def test_credit_pairs_carry_the_sensitivity_of_the_later_memory_to_the_earlier_o
     with pytest.raises(ValueError, match="spacing"):
         buf.sample_credit(8, 60, spacing="linear")
     model.jump_reads = 4
-    loss = model._credit_loss(16)  # the write's parameters get a gradient from a later step's loss
+    loss = model._credit_loss(model._long_range_sample(16))  # the write's parameters get a gradient from a later step's loss
     model.actor.zero_grad()
     loss.backward()
     assert all(p.grad is not None for p in model.actor.parameters())
@@ -390,7 +421,7 @@ def test_cpu_and_gpu_agree_on_predictions_and_training_losses(tiny_run, tmp_path
         np.random.seed(0)
         batch = model.replay_buffer.sample_windows(16, 1)
         losses.append([model._critic_loss(batch)[0].item(), model._actor_loss(batch)[0].item(),
-                       model._credit_loss(16).item()])
+                       model._credit_loss(model._long_range_sample(16)).item()])
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4, atol=1e-6)
 
 

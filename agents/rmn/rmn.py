@@ -18,6 +18,7 @@ initialisation, coupled (GRU-like) gates (in the policy), a value scale and a sq
 """
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -93,6 +94,11 @@ class RMN(DDPG):
     :param value_scale: the critic learns ``value_scale`` times the discounted return (1 = the paper). With
         ``1 - gamma`` it learns in average-reward units, and in the actor objective the long-range term then
         weighs like one step's reward instead of ``1 / (1 - gamma)`` of them
+    :param update_thread: differentiate the parts of the actor's objective that need no critic (the rewards and
+        the long-range loss) in a worker thread, while the main thread updates the critic and then differentiates
+        the critic's term; the two share no state until the actor's optimizer step adds their gradients. An update
+        then keeps two CPU cores busy instead of one. The computation is the same either way (``False`` runs the
+        worker's part in the main thread), so results do not depend on it
     """
 
     policy_aliases = {"RMNPolicy": RMNPolicy}
@@ -119,6 +125,7 @@ class RMN(DDPG):
         jump_spacing: str = "uniform",
         same_step_credit: Union[float, Sequence[float]] = 1.0,
         value_scale: float = 1.0,
+        update_thread: bool = True,
         refresh_every: int = 0,
         refresh_fit: int = 0,
         reward: str = "mae",
@@ -147,6 +154,8 @@ class RMN(DDPG):
         self._same_step_schedule = same_step_schedule(same_step_credit)
         self._same_step_weight = self._same_step_schedule(1.0)
         self.value_scale = float(value_scale)
+        self.update_thread = bool(update_thread)
+        self._worker: Optional[ThreadPoolExecutor] = None
         self.refresh_every, self.refresh_fit = int(refresh_every), int(refresh_fit)
         self._last_refresh = 0  # update count of the last refresh
         self.reward_error = check_reward_error(reward)
@@ -182,7 +191,7 @@ class RMN(DDPG):
         self.replay_buffer = buffer
 
     def _excluded_save_params(self) -> list[str]:
-        return super()._excluded_save_params() + ["predictor", "_np_actor"]
+        return super()._excluded_save_params() + ["predictor", "_np_actor", "_worker"]
 
     # ---- exploration: the paper's per-part noise ---------------------------------------------------------
     def _sample_action(self, learning_starts: int, action_noise=None, n_envs: int = 1) -> tuple:
@@ -226,26 +235,33 @@ class RMN(DDPG):
         q = self.critic(e, m).squeeze(-1)
         return F.mse_loss(q, target_q), q.mean().item()
 
-    def _actor_loss(self, batch) -> tuple:
-        """``-(sum_i gamma^i r_{s+i} + gamma^L Q(e_{s+L}, T(m_{s+L-1}, mu(...))))`` over the window."""
+    def _actor_loss(self, batch, rewards: bool = True, bootstrap: bool = True) -> tuple:
+        """``-(sum_i gamma^i r_{s+i} + gamma^L Q(e_{s+L}, T(m_{s+L-1}, mu(...))))`` over the window.
+
+        :param rewards: include the rewards' term (it needs no critic)
+        :param bootstrap: include the critic's term; the two terms add up to the whole objective
+        :return: the loss and the predictor's mean error over the window (NaN without the rewards' term)
+        """
         m = self._start_memory(batch.prev_memory, batch.starts_movie)
-        ret = torch.zeros(len(m), device=m.device)
+        loss = torch.zeros((), device=m.device)
         discount, maes = 1.0, []
         for i in range(self.window):
             e = batch.segments[:, i]
             parts = self.actor(e, m)
             written = write(m, parts)
-            r = self._reward(e, self._same_step_view(m, parts, written), batch.targets[:, i])
+            if rewards:
+                r = self._reward(e, self._same_step_view(m, parts, written), batch.targets[:, i])
+                loss = loss - discount * (batch.alive[:, i] * r).mean()
+                maes.append(-r.detach().mean().item())
             m = written
-            ret = ret + discount * batch.alive[:, i] * r
-            maes.append(-r.detach().mean().item())
             discount *= self.gamma
-        keep_going = batch.alive[:, -1] * (1.0 - batch.dones[:, -1])
-        e_next = batch.segments[:, self.window]
-        next_parts = self.actor(e_next, m)
-        m_next = self._same_step_view(m, next_parts, write(m, next_parts))
-        ret = ret + discount * keep_going * self.critic(e_next, m_next).squeeze(-1)
-        return -ret.mean(), float(np.mean(maes))
+        if bootstrap:
+            keep_going = batch.alive[:, -1] * (1.0 - batch.dones[:, -1])
+            e_next = batch.segments[:, self.window]
+            next_parts = self.actor(e_next, m)
+            m_next = self._same_step_view(m, next_parts, write(m, next_parts))
+            loss = loss - discount * (keep_going * self.critic(e_next, m_next).squeeze(-1)).mean()
+        return loss, float(np.mean(maes)) if maes else float("nan")
 
     def _same_step_view(self, memory: torch.Tensor, parts, written: torch.Tensor) -> torch.Tensor:
         """``written = T(memory, parts)`` as a read at the same step sees it: the same value, with the gradient into
@@ -255,14 +271,56 @@ class RMN(DDPG):
             return written
         return write(memory, type(parts)(*(w * p + (1.0 - w) * p.detach() for p in parts)))
 
-    def _jump_loss(self, batch_size: int) -> torch.Tensor:
+    def _long_range_sample(self, batch_size: int):
+        """The replayed steps of one long-range loss: write/read pairs (``"credit"``) or jumps (``"jump"``)."""
+        if self.jump_mode == "jump":
+            return self.replay_buffer.sample_jumps(batch_size, self.jump_distance)
+        nearest = 0 if self._same_step_weight == 1.0 else 1  # a read at k itself is a same-step read
+        return self.replay_buffer.sample_credit(batch_size, self.jump_distance, self.jump_reads, self.jump_spacing,
+                                                min_distance=nearest)
+
+    def _long_range_loss(self, sample) -> torch.Tensor:
+        return self._credit_loss(sample) if self.jump_mode == "credit" else self._jump_loss(sample)
+
+    def _actor_parameters(self) -> list:
+        return [p for group in self.actor.optimizer.param_groups for p in group["params"] if p.requires_grad]
+
+    def _critic_free_gradients(self, batch, long_range) -> tuple:
+        """The actor objective's rewards' term plus the weighted long-range loss, differentiated with respect to the
+        actor optimizer's parameters. Reads no critic and writes no ``.grad``, so it runs in the worker thread
+        beside the critic update.
+
+        :return: the loss, the predictor's mean error, the long-range loss (``None`` without one), the gradients
+        """
+        loss, mae = self._actor_loss(batch, bootstrap=False)
+        jump = None if long_range is None else self._long_range_loss(long_range)
+        total = loss if jump is None else loss + self.jump_weight * jump
+        gradients = torch.autograd.grad(total, self._actor_parameters(), allow_unused=True)
+        return total.item(), mae, None if jump is None else jump.item(), gradients
+
+    def _submit(self, fn, *args) -> Future:
+        """``fn(*args)`` in the worker thread (started on first use), or right here without ``update_thread``."""
+        if not self.update_thread:
+            done: Future = Future()
+            done.set_result(fn(*args))
+            return done
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rmn-update")
+        return self._worker.submit(fn, *args)
+
+    def _add_gradients(self, gradients) -> None:
+        """Add ``gradients`` (in :meth:`_actor_parameters` order) to the actor optimizer's ``.grad``."""
+        for p, g in zip(self._actor_parameters(), gradients):
+            if g is not None:
+                p.grad = g if p.grad is None else p.grad.add_(g)
+
+    def _jump_loss(self, jumps) -> torch.Tensor:
         """Memory written at step i must help predict step j = i + k of the same movie (no writes between)."""
-        jumps = self.replay_buffer.sample_jumps(batch_size, self.jump_distance)
         m = self._start_memory(jumps.prev_memory, jumps.starts_movie)
         m = write(m, self.actor(jumps.segment, m))
         return prediction_error(self.predictor(jumps.later_segment, m), jumps.later_target, self.reward_error).mean()
 
-    def _credit_loss(self, batch_size: int) -> torch.Tensor:
+    def _credit_loss(self, pairs) -> torch.Tensor:
         """The write at step k, carried to a later step j along the stored writes, must help predict y_j.
 
         ``m_j ~ m_j(stored) + keep_{k->j} * (T(m_{k-1}, mu(e_k, m_{k-1})) - m_k(stored))``: the forward value is
@@ -274,9 +332,6 @@ class RMN(DDPG):
         backpropagation-through-time gradient. Each write is read at ``jump_reads`` later steps: the actor runs
         once per write, only the predictor per read.
         """
-        nearest = 0 if self._same_step_weight == 1.0 else 1  # a read at k itself is a same-step read
-        pairs = self.replay_buffer.sample_credit(batch_size, self.jump_distance, self.jump_reads,
-                                                 self.jump_spacing, min_distance=nearest)
         m = self._start_memory(pairs.prev_memory, pairs.starts_movie)
         m_k = write(m, self.actor(pairs.segment, m))
         m_j = pairs.later_memory + pairs.keep * (m_k - pairs.memory).unsqueeze(1)  # (B, J, N, d)
@@ -356,27 +411,30 @@ class RMN(DDPG):
             if self.refresh_every and self._n_updates - self._last_refresh >= self.refresh_every:
                 self.refresh()
             batch = self.replay_buffer.sample_windows(batch_size, self.window)
+            long_range = self._long_range_sample(batch_size) if self.jump_weight > 0 else None
+            # what needs no critic is differentiated beside the critic update (in the worker thread)
+            critic_free = self._submit(self._critic_free_gradients, batch, long_range)
 
             critic_loss, q_mean = self._critic_loss(batch)
             self.critic.optimizer.zero_grad()
             critic_loss.backward()
             self.critic.optimizer.step()
 
-            actor_loss, mae = self._actor_loss(batch)
-            if self.jump_weight > 0:
-                jump = self._credit_loss(batch_size) if self.jump_mode == "credit" else self._jump_loss(batch_size)
-                actor_loss = actor_loss + self.jump_weight * jump
-                logs["long_range_loss"].append(jump.item())
+            bootstrap_loss, _ = self._actor_loss(batch, rewards=False)  # with the updated critic
             self.actor.optimizer.zero_grad()
-            actor_loss.backward()
+            bootstrap_loss.backward()
+            critic_free_loss, mae, jump, gradients = critic_free.result()
+            self._add_gradients(gradients)
             self.actor.optimizer.step()
 
             polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
             polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
             logs["critic_loss"].append(critic_loss.item())
-            logs["actor_loss"].append(actor_loss.item())
+            logs["actor_loss"].append(bootstrap_loss.item() + critic_free_loss)
             logs["q"].append(q_mean)
             logs["predictor_mae"].append(mae)
+            if jump is not None:
+                logs["long_range_loss"].append(jump)
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         for key, values in logs.items():
