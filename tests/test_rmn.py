@@ -123,6 +123,24 @@ def test_training_moves_m0_and_the_jump_loss_reaches_the_write():
     assert model.actor.head.weight.grad.abs().sum() > 0
 
 
+def test_numpy_mirrors_used_while_collecting_follow_every_optimizer_step():
+    """The env's NumPy predictor and the NumPy write policy re-export weights when the optimizers change them
+    (the default Adam is fused, which writes parameters without bumping their version counters)."""
+    model = tiny_agent()
+    assert all(g["fused"] for g in model.actor.optimizer.param_groups + model.critic.optimizer.param_groups)
+    e = np.random.default_rng(0).normal(size=model.policy.embed_dim).astype(np.float32)
+    m = np.random.default_rng(1).uniform(-1, 1, size=(4, 8)).astype(np.float32)
+    mirror, predictor = model._numpy_actor(), model.policy.predictor
+    before = mirror(e, m).erase.copy(), predictor.predict_numpy(e, m).copy()
+    model.learn(200)  # 150 updates after learning_starts
+    torch_parts = model.actor(torch.as_tensor(e)[None], torch.as_tensor(m)[None])
+    np.testing.assert_allclose(mirror(e, m).erase, torch_parts.erase[0].detach().numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(predictor.predict_numpy(e, m),
+                               predictor(torch.as_tensor(e)[None], torch.as_tensor(m)[None])[0].detach().numpy(),
+                               rtol=1e-4, atol=1e-6)
+    assert not np.allclose(before[0], mirror(e, m).erase) and not np.allclose(before[1], predictor.predict_numpy(e, m))
+
+
 def test_update_thread_splits_the_actor_gradient_exactly_and_changes_no_result(tmp_path):
     agents = [tiny_agent(learning_starts=150, jump_weight=1.0, jump_distance=30, jump_reads=2, update_thread=t)
               for t in (False, True)]
