@@ -70,7 +70,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 1  # torch CPU threads: small networks run faster on one thread than on two busy ones
-    update_thread: bool = True  # critic-free part of the actor's gradient in a worker thread (a 2nd core)
+    update_thread: bool = True  # the critic's and the long-range gradients in a worker thread (a 2nd core)
     eval_every: int = 5_000
     checkpoint_every: int = 20_000
     out: str = "runs/default"

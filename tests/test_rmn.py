@@ -141,22 +141,28 @@ def test_numpy_mirrors_used_while_collecting_follow_every_optimizer_step():
     assert not np.allclose(before[0], mirror(e, m).erase) and not np.allclose(before[1], predictor.predict_numpy(e, m))
 
 
-def test_update_thread_splits_the_actor_gradient_exactly_and_changes_no_result(tmp_path):
+def test_update_thread_splits_the_gradients_exactly_and_changes_no_result(tmp_path):
     agents = [tiny_agent(learning_starts=150, jump_weight=1.0, jump_distance=30, jump_reads=2, update_thread=t)
               for t in (False, True)]
     for model in agents:
         model.learn(150)  # fills the replay (no update yet): both agents hold the same data and weights
     model = agents[0]
     batch, pairs = model.replay_buffer.sample_windows(16, 1), model._long_range_sample(16)
-    params = model._actor_parameters()
-    model.actor.optimizer.zero_grad()  # the whole objective in one backward pass ...
+    actor_params, critic_params = model._actor_parameters(), model._critic_parameters()
+    model.actor.optimizer.zero_grad()  # each objective in one backward pass ...
     (model._actor_loss(batch)[0] + model.jump_weight * model._credit_loss(pairs)).backward()
-    whole = [p.grad.clone() for p in params]
-    model.actor.optimizer.zero_grad()  # ... and as the update computes it: the critic's term, plus the rest
-    model._actor_loss(batch, rewards=False)[0].backward()
-    model._add_gradients(model._critic_free_gradients(batch, pairs)[3])
-    assert all(w.abs().sum() > 0 for w in whole[:3])
-    for w, p in zip(whole, params):
+    whole_actor = [p.grad.clone() for p in actor_params]
+    model.critic.optimizer.zero_grad()
+    model._critic_loss(batch)[0].backward()
+    whole_critic = [p.grad.clone() for p in critic_params]
+    # ... and as an update computes them: the critic's and the long-range gradients (worker), plus the actor's
+    _, _, critic_gradients, _, jump_gradients = model._critic_and_long_range_gradients(batch, pairs)
+    actor_gradients = torch.autograd.grad(model._actor_loss(batch)[0], actor_params, allow_unused=True)
+    model._set_gradients(actor_params, actor_gradients, jump_gradients)
+    model._set_gradients(critic_params, critic_gradients)
+    assert all(w.abs().sum() > 0 for w in whole_actor[:3] + whole_critic[-2:])  # (the critic's output
+    # layer starts at zero: only it has a gradient at first)
+    for w, p in zip(whole_actor + whole_critic, actor_params + critic_params):
         torch.testing.assert_close(p.grad, w, rtol=1e-4, atol=1e-7)
     after = []
     for model in agents:
@@ -220,13 +226,14 @@ def test_refresh_recomputes_stored_memories_with_the_current_actor():
     assert [len(e) for e in episodes] == [240, 60]
     with torch.no_grad():  # change the actor: stored memories are now stale
         model.actor.head.bias.add_(0.3)
-    model.refresh_memories()
-    seg = torch.as_tensor(buf.segments[episodes[0]])
-    with torch.no_grad():
-        m = model.predictor.m0.unsqueeze(0)
-        for t in range(len(seg)):
-            m = write(m, model.actor(seg[t:t + 1], m))
-            np.testing.assert_allclose(buf.afterstates[episodes[0][t]], m[0].numpy(), rtol=1e-5, atol=1e-6)
+    assert model.refresh_memories(batch_movies=1) == 300  # one movie per group: the groups alternate threads
+    for episode in episodes:
+        seg = torch.as_tensor(buf.segments[episode])
+        with torch.no_grad():
+            m = model.predictor.m0.unsqueeze(0)
+            for t in range(len(seg)):
+                m = write(m, model.actor(seg[t:t + 1], m))
+                np.testing.assert_allclose(buf.afterstates[episode[t]], m[0].numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_refresh_lets_the_predictor_catch_up_with_the_writer_and_leaves_the_writer_alone():

@@ -8,6 +8,9 @@ The actor writes the memory, the critic values the memory *after* the write, and
 * actor + predictor (one optimizer): maximise ``r_t + gamma Q(e_{t+1}, T(m_t, mu(e_{t+1}, m_t)))`` with
   ``m_t = T(m_{t-1}, mu(e_t, m_{t-1}))``; ``m0`` is trained through the first write of each movie.
 
+Both objectives of an update are differentiated at the same parameters (the actor's reads the critic before this
+update's critic step, where SB3's DDPG first steps the critic), which lets the two run in parallel threads.
+
 Options that go beyond the paper (each off in ``agents.config.TrainConfig.apply_paper_faithful``): periodic
 recomputation of the stored memories with the current actor (after which the predictor alone catches up with
 the writer), a long-range loss that asks the write at step
@@ -94,11 +97,12 @@ class RMN(DDPG):
     :param value_scale: the critic learns ``value_scale`` times the discounted return (1 = the paper). With
         ``1 - gamma`` it learns in average-reward units, and in the actor objective the long-range term then
         weighs like one step's reward instead of ``1 / (1 - gamma)`` of them
-    :param update_thread: differentiate the parts of the actor's objective that need no critic (the rewards and
-        the long-range loss) in a worker thread, while the main thread updates the critic and then differentiates
-        the critic's term; the two share no state until the actor's optimizer step adds their gradients. An update
-        then keeps two CPU cores busy instead of one. The computation is the same either way (``False`` runs the
-        worker's part in the main thread), so results do not depend on it
+    :param update_thread: differentiate the critic's loss and the long-range loss in a worker thread while the main
+        thread differentiates the actor's objective. Every gradient of an update is taken at the parameters as they
+        were before it (the actor's objective reads the critic before this update's critic step), and nothing is
+        written until both threads are done; an update then keeps two CPU cores busy instead of one. The
+        computation is the same either way (``False`` runs the worker's part in the main thread), so results do
+        not depend on it
     """
 
     policy_aliases = {"RMNPolicy": RMNPolicy}
@@ -235,12 +239,10 @@ class RMN(DDPG):
         q = self.critic(e, m).squeeze(-1)
         return F.mse_loss(q, target_q), q.mean().item()
 
-    def _actor_loss(self, batch, rewards: bool = True, bootstrap: bool = True) -> tuple:
+    def _actor_loss(self, batch) -> tuple:
         """``-(sum_i gamma^i r_{s+i} + gamma^L Q(e_{s+L}, T(m_{s+L-1}, mu(...))))`` over the window.
 
-        :param rewards: include the rewards' term (it needs no critic)
-        :param bootstrap: include the critic's term; the two terms add up to the whole objective
-        :return: the loss and the predictor's mean error over the window (NaN without the rewards' term)
+        :return: the loss and the predictor's mean error over the window
         """
         m = self._start_memory(batch.prev_memory, batch.starts_movie)
         loss = torch.zeros((), device=m.device)
@@ -249,19 +251,17 @@ class RMN(DDPG):
             e = batch.segments[:, i]
             parts = self.actor(e, m)
             written = write(m, parts)
-            if rewards:
-                r = self._reward(e, self._same_step_view(m, parts, written), batch.targets[:, i])
-                loss = loss - discount * (batch.alive[:, i] * r).mean()
-                maes.append(-r.detach().mean().item())
+            r = self._reward(e, self._same_step_view(m, parts, written), batch.targets[:, i])
+            loss = loss - discount * (batch.alive[:, i] * r).mean()
+            maes.append(-r.detach().mean().item())
             m = written
             discount *= self.gamma
-        if bootstrap:
-            keep_going = batch.alive[:, -1] * (1.0 - batch.dones[:, -1])
-            e_next = batch.segments[:, self.window]
-            next_parts = self.actor(e_next, m)
-            m_next = self._same_step_view(m, next_parts, write(m, next_parts))
-            loss = loss - discount * (keep_going * self.critic(e_next, m_next).squeeze(-1)).mean()
-        return loss, float(np.mean(maes)) if maes else float("nan")
+        keep_going = batch.alive[:, -1] * (1.0 - batch.dones[:, -1])
+        e_next = batch.segments[:, self.window]
+        next_parts = self.actor(e_next, m)
+        m_next = self._same_step_view(m, next_parts, write(m, next_parts))
+        loss = loss - discount * (keep_going * self.critic(e_next, m_next).squeeze(-1)).mean()
+        return loss, float(np.mean(maes))
 
     def _same_step_view(self, memory: torch.Tensor, parts, written: torch.Tensor) -> torch.Tensor:
         """``written = T(memory, parts)`` as a read at the same step sees it: the same value, with the gradient into
@@ -285,18 +285,24 @@ class RMN(DDPG):
     def _actor_parameters(self) -> list:
         return [p for group in self.actor.optimizer.param_groups for p in group["params"] if p.requires_grad]
 
-    def _critic_free_gradients(self, batch, long_range) -> tuple:
-        """The actor objective's rewards' term plus the weighted long-range loss, differentiated with respect to the
-        actor optimizer's parameters. Reads no critic and writes no ``.grad``, so it runs in the worker thread
-        beside the critic update.
+    def _critic_parameters(self) -> list:
+        return [p for group in self.critic.optimizer.param_groups for p in group["params"] if p.requires_grad]
 
-        :return: the loss, the predictor's mean error, the long-range loss (``None`` without one), the gradients
+    def _critic_and_long_range_gradients(self, batch, long_range) -> tuple:
+        """The critic's TD loss differentiated with respect to the critic's parameters, and the weighted long-range
+        loss with respect to the actor optimizer's. Writes no ``.grad`` and no parameter, so it runs in the worker
+        thread beside the actor objective's differentiation.
+
+        :return: the critic loss, the mean ``Q``, the critic's gradients, the long-range loss (``None`` without
+            one) and its gradients (``None`` without one)
         """
-        loss, mae = self._actor_loss(batch, bootstrap=False)
-        jump = None if long_range is None else self._long_range_loss(long_range)
-        total = loss if jump is None else loss + self.jump_weight * jump
-        gradients = torch.autograd.grad(total, self._actor_parameters(), allow_unused=True)
-        return total.item(), mae, None if jump is None else jump.item(), gradients
+        critic_loss, q_mean = self._critic_loss(batch)
+        critic_gradients = torch.autograd.grad(critic_loss, self._critic_parameters())
+        if long_range is None:
+            return critic_loss.item(), q_mean, critic_gradients, None, None
+        jump = self._long_range_loss(long_range)
+        jump_gradients = torch.autograd.grad(self.jump_weight * jump, self._actor_parameters(), allow_unused=True)
+        return critic_loss.item(), q_mean, critic_gradients, jump.item(), jump_gradients
 
     def _submit(self, fn, *args) -> Future:
         """``fn(*args)`` in the worker thread (started on first use), or right here without ``update_thread``."""
@@ -308,11 +314,14 @@ class RMN(DDPG):
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rmn-update")
         return self._worker.submit(fn, *args)
 
-    def _add_gradients(self, gradients) -> None:
-        """Add ``gradients`` (in :meth:`_actor_parameters` order) to the actor optimizer's ``.grad``."""
-        for p, g in zip(self._actor_parameters(), gradients):
-            if g is not None:
-                p.grad = g if p.grad is None else p.grad.add_(g)
+    @staticmethod
+    def _set_gradients(parameters: list, *gradients) -> None:
+        """``p.grad`` = the sum of the given gradient lists (each in ``parameters`` order; ``None`` entries skipped)."""
+        for i, p in enumerate(parameters):
+            parts = [g[i] for g in gradients if g is not None and g[i] is not None]
+            p.grad = None
+            for g in parts:
+                p.grad = g if p.grad is None else p.grad + g
 
     def _jump_loss(self, jumps) -> torch.Tensor:
         """Memory written at step i must help predict step j = i + k of the same movie (no writes between)."""
@@ -339,36 +348,42 @@ class RMN(DDPG):
         error = prediction_error(y, pairs.later_target, self.reward_error)
         return (error * pairs.valid).sum() / pairs.valid.sum().clamp_min(1.0)
 
-    @torch.no_grad()
     def refresh_memories(self, batch_movies: int = 64) -> int:
         """Recompute the stored afterstates and sensitivities of every complete stored movie with the current actor.
 
+        Groups of ``batch_movies`` movies run as batches, alternately in the worker thread (with ``update_thread``)
+        and in this one; each group writes only its own movies' rows.
+
         :return: the number of refreshed steps
         """
-        buf = self.replay_buffer
-        episodes = buf.complete_episodes()
+        episodes = self.replay_buffer.complete_episodes()
         episodes.sort(key=len)
-        refreshed = 0
-        m0 = self.predictor.m0.detach()
-        for start in range(0, len(episodes), batch_movies):
-            group = episodes[start:start + batch_movies]
-            length = max(len(g) for g in group)
-            idx = np.stack([np.pad(g, (0, length - len(g)), mode="edge") for g in group])  # (B, L)
-            segments = torch.as_tensor(buf.segments[idx], device=self.device)
-            memory = m0.unsqueeze(0).expand(len(group), -1, -1).clone()
-            after = torch.empty((len(group), length, *memory.shape[1:]), device=self.device)
-            log_keep = torch.empty_like(after)
-            for t in range(length):
-                parts = self.actor(segments[:, t], memory)
-                memory = write(memory, parts)
-                after[:, t] = memory
-                log_keep[:, t] = log_keep_step(parts.attention.unsqueeze(-1) * parts.erase)
-            after, log_keep = after.cpu().numpy(), torch.cumsum(log_keep, dim=1).cpu().numpy()
-            for b, g in enumerate(group):
-                buf.afterstates[g] = after[b, :len(g)]
-                buf.log_keep[g] = log_keep[b, :len(g)]
-                refreshed += len(g)
-        return refreshed
+        groups = [episodes[start:start + batch_movies] for start in range(0, len(episodes), batch_movies)]
+        beside = [self._submit(self._refresh_group, group) for group in groups[1::2]]
+        refreshed = sum(self._refresh_group(group) for group in groups[0::2])
+        return refreshed + sum(job.result() for job in beside)
+
+    @torch.no_grad()
+    def _refresh_group(self, group: list) -> int:
+        """Rerun the current actor from ``m0`` over the stored segments of the movies ``group`` (lists of buffer
+        rows in time order) and store the new afterstates and cumulative log-keeps; returns the number of steps."""
+        buf = self.replay_buffer
+        length = max(len(g) for g in group)
+        idx = np.stack([np.pad(g, (0, length - len(g)), mode="edge") for g in group])  # (B, L)
+        segments = torch.as_tensor(buf.segments[idx], device=self.device)
+        memory = self.predictor.m0.detach().unsqueeze(0).expand(len(group), -1, -1).clone()
+        after = torch.empty((len(group), length, *memory.shape[1:]), device=self.device)
+        log_keep = torch.empty_like(after)
+        for t in range(length):
+            parts = self.actor(segments[:, t], memory)
+            memory = write(memory, parts)
+            after[:, t] = memory
+            log_keep[:, t] = log_keep_step(parts.attention.unsqueeze(-1) * parts.erase)
+        after, log_keep = after.cpu().numpy(), torch.cumsum(log_keep, dim=1).cpu().numpy()
+        for b, g in enumerate(group):
+            buf.afterstates[g] = after[b, :len(g)]
+            buf.log_keep[g] = log_keep[b, :len(g)]
+        return sum(len(g) for g in group)
 
     def refresh(self, fit_steps: Optional[int] = None) -> dict:
         """Recompute the stored memories with the current writer, then let the predictor catch up with it.
@@ -412,25 +427,20 @@ class RMN(DDPG):
                 self.refresh()
             batch = self.replay_buffer.sample_windows(batch_size, self.window)
             long_range = self._long_range_sample(batch_size) if self.jump_weight > 0 else None
-            # what needs no critic is differentiated beside the critic update (in the worker thread)
-            critic_free = self._submit(self._critic_free_gradients, batch, long_range)
+            # every gradient is taken at the same parameters, the critic's and the long-range loss's in the worker
+            worker = self._submit(self._critic_and_long_range_gradients, batch, long_range)
+            actor_loss, mae = self._actor_loss(batch)
+            actor_gradients = torch.autograd.grad(actor_loss, self._actor_parameters(), allow_unused=True)
+            critic_loss, q_mean, critic_gradients, jump, jump_gradients = worker.result()
 
-            critic_loss, q_mean = self._critic_loss(batch)
-            self.critic.optimizer.zero_grad()
-            critic_loss.backward()
+            self._set_gradients(self._critic_parameters(), critic_gradients)
             self.critic.optimizer.step()
-
-            bootstrap_loss, _ = self._actor_loss(batch, rewards=False)  # with the updated critic
-            self.actor.optimizer.zero_grad()
-            bootstrap_loss.backward()
-            critic_free_loss, mae, jump, gradients = critic_free.result()
-            self._add_gradients(gradients)
+            self._set_gradients(self._actor_parameters(), actor_gradients, jump_gradients)
             self.actor.optimizer.step()
-
             polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
             polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
-            logs["critic_loss"].append(critic_loss.item())
-            logs["actor_loss"].append(bootstrap_loss.item() + critic_free_loss)
+            logs["critic_loss"].append(critic_loss)
+            logs["actor_loss"].append(actor_loss.item())
             logs["q"].append(q_mean)
             logs["predictor_mae"].append(mae)
             if jump is not None:
