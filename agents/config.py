@@ -47,6 +47,7 @@ class TrainConfig:
     erase_bias: Any = (0.0, -6.0)  # one value, or [first, last] spread over each slot's dimensions (time scales)
     input_bias: float = 0.0
     coupled_gates: bool = True
+    write_top_k: int = 0  # write only the k most attended slots (the others stay exactly as they are); 0 = all
     window: int = 1
     # the long-range loss: weight, largest write-to-read distance, kind ("credit": the write carried to later
     # reads along the stored memories; "jump": read right after the write), reads per write (credit), and the
@@ -86,6 +87,7 @@ class TrainConfig:
         self.exploration_std = 0.05 ** 0.5
         self.erase_bias = self.input_bias = 0.0
         self.coupled_gates = False
+        self.write_top_k = 0
         self.same_step_credit = 1.0
         self.window, self.jump_weight, self.value_scale, self.refresh_every, self.refresh_fit = 1, 0.0, 1.0, 0, 0
         self.train_freq = 1

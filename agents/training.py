@@ -76,7 +76,7 @@ def make_rmn(cfg: TrainConfig, env: LiRISMemoryEnv, encoder: SegmentEncoder, ten
     policy_kwargs = dict(n_targets=env.n_targets, net_arch=list(cfg.net_arch),
                          predictor_hidden=list(cfg.predictor_hidden), read_heads=cfg.read_heads,
                          read_key_dim=cfg.read_key_dim, erase_bias=cfg.erase_bias, input_bias=cfg.input_bias,
-                         coupled_gates=cfg.coupled_gates, encoder_spec=encoder.spec())
+                         coupled_gates=cfg.coupled_gates, write_top_k=cfg.write_top_k, encoder_spec=encoder.spec())
     model = RMN(
         "RMNPolicy", env, learning_rate=learning_rate_schedule(cfg), buffer_size=min(cfg.buffer_size, cfg.timesteps + 1),
         learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma,

@@ -60,6 +60,29 @@ def test_erase_biases_spread_over_dimensions_give_each_slot_several_time_scales(
     assert (erase[:, 0] > 0.3).all() and (erase[:, -1] < 0.02).all()
 
 
+def test_top_k_write_leaves_the_other_slots_exactly_as_they_were_in_torch_and_numpy(tmp_path):
+    model = tiny_agent(policy_kwargs=dict(n_targets=2, net_arch=[32, 32], predictor_hidden=[16], write_top_k=2))
+    actor, mirror = model.actor, model._numpy_actor()
+    e, m = torch.randn(5, actor.features.embed_in.in_features), torch.randn(5, 4, 8).clamp(-1, 1)
+    with torch.no_grad():
+        parts = actor(e, m)
+        new = write(m, parts)
+    assert ((parts.attention > 0).sum(-1) == 2).all()
+    torch.testing.assert_close(parts.attention.sum(-1), torch.ones(5))
+    untouched = parts.attention == 0
+    assert torch.equal(new[untouched], m[untouched]) and not torch.equal(new[~untouched], m[~untouched])
+    for b in range(5):
+        np.testing.assert_allclose(mirror(e[b].numpy(), m[b].numpy()).attention, parts.attention[b].numpy(), atol=1e-6)
+    # the choice of slots stays trainable through the kept weights; a saved model keeps k
+    parts = actor(e, m)
+    parts.attention[:, 0].sum().backward()
+    assert actor.head.weight.grad.abs().sum() > 0
+    model.save(tmp_path / "m.zip")
+    assert RMN.load(tmp_path / "m.zip", device="cpu").actor.write_top_k == 2
+    with pytest.raises(ValueError, match="write_top_k"):
+        tiny_agent(policy_kwargs=dict(n_targets=2, net_arch=[32, 32], predictor_hidden=[16], write_top_k=5))
+
+
 def test_env_uses_the_agents_predictor_and_m0():
     model = tiny_agent()
     env = model.env.envs[0].unwrapped

@@ -77,13 +77,18 @@ class SlotActor(nn.Module):
     :param coupled_gates: use the erase gate as the input gate too (a GRU-like convex update
         ``m' = m + att * z * (content - m)``: one decision per value, "how much to overwrite", and memory values
         stay within ``[-1, 1]``); the action still carries all four parts
+    :param write_top_k: write only the ``k`` slots with the largest attention logits (the softmax runs over those,
+        the others get exactly zero weight, so a slot the writer does not choose stays as it is); 0: all slots
     """
 
     def __init__(self, embed_dim: int, n_slots: int, memory_dim: int, hidden: Sequence[int] = (128, 128),
                  erase_bias: Union[float, Sequence[float]] = 0.0, input_bias: float = 0.0,
-                 coupled_gates: bool = False):
+                 coupled_gates: bool = False, write_top_k: int = 0):
         super().__init__()
+        if not 0 <= write_top_k <= n_slots:
+            raise ValueError(f"write_top_k must be in [0, n_slots={n_slots}], got {write_top_k}")
         self.n_slots, self.memory_dim, self.coupled_gates = n_slots, memory_dim, coupled_gates
+        self.write_top_k = int(write_top_k) if 0 < write_top_k < n_slots else 0
         self.features = SlotFeatures(embed_dim, n_slots, memory_dim, hidden)
         self.head = nn.Linear(self.features.out_dim, 1 + 3 * memory_dim)
         with torch.no_grad():
@@ -94,7 +99,11 @@ class SlotActor(nn.Module):
     def forward(self, embedding: torch.Tensor, memory: torch.Tensor) -> WriteAction:
         out = self.head(self.features(embedding, memory))  # (B, N, 1 + 3d)
         d = self.memory_dim
-        attention = torch.softmax(out[..., 0], dim=-1)
+        logits = out[..., 0]
+        if self.write_top_k:
+            kth = logits.topk(self.write_top_k, dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        attention = torch.softmax(logits, dim=-1)
         erase = torch.sigmoid(out[..., 1:1 + d])
         content = torch.tanh(out[..., 1 + d:1 + 2 * d])
         input_gate = erase if self.coupled_gates else torch.sigmoid(out[..., 1 + 2 * d:])
@@ -168,6 +177,9 @@ class NumpySlotActor:
         d = self.actor.memory_dim
         logits = out[:, 0] - out[:, 0].max()
         attention = np.exp(logits)
+        k = self.actor.write_top_k
+        if k:
+            attention[logits < np.partition(logits, -k)[-k]] = 0.0
         attention /= attention.sum()
         erase = 0.5 * (np.tanh(0.5 * out[:, 1:1 + d]) + 1.0)  # sigmoid without overflow
         content = np.tanh(out[:, 1 + d:1 + 2 * d])

@@ -28,6 +28,7 @@ class RMNPolicy(BasePolicy):
     :param erase_bias: initial erase-gate logit bias of the actor (one value or one per memory dimension)
     :param input_bias: initial input-gate logit bias of the actor
     :param coupled_gates: the actor uses its erase gate as input gate (see :class:`SlotActor`)
+    :param write_top_k: the actor writes only its ``k`` most attended slots (see :class:`SlotActor`); 0: all
     :param encoder_spec: the segment encoder's kind, config and normalisation stats (``SegmentEncoder.spec()``);
         its weights live in this policy's state dict, so a saved model maps raw features to predictions
     :param optimizer_class: the optimizer of the actor/predictor and of the critic
@@ -48,6 +49,7 @@ class RMNPolicy(BasePolicy):
         erase_bias: Union[float, Sequence[float]] = 0.0,
         input_bias: float = 0.0,
         coupled_gates: bool = False,
+        write_top_k: int = 0,
         encoder_spec: Optional[dict] = None,
         optimizer_class: type = torch.optim.Adam,
         optimizer_kwargs: Optional[dict] = None,
@@ -64,6 +66,7 @@ class RMNPolicy(BasePolicy):
         self.read_key_dim = int(read_key_dim)
         self.erase_bias = erase_biases(erase_bias, self.memory_dim)
         self.input_bias, self.coupled_gates = float(input_bias), bool(coupled_gates)
+        self.write_top_k = int(write_top_k)
         self.encoder_spec = encoder_spec
         self._build(lr_schedule)
 
@@ -71,13 +74,14 @@ class RMNPolicy(BasePolicy):
         data = super()._get_constructor_parameters()
         data.update(n_targets=self.n_targets, net_arch=self.net_arch, predictor_hidden=self.predictor_hidden,
                     read_heads=self.read_heads, read_key_dim=self.read_key_dim, erase_bias=self.erase_bias,
-                    input_bias=self.input_bias, coupled_gates=self.coupled_gates, encoder_spec=self.encoder_spec)
+                    input_bias=self.input_bias, coupled_gates=self.coupled_gates, write_top_k=self.write_top_k,
+                    encoder_spec=self.encoder_spec)
         return data
 
     # ---- one factory method per network ----------------------------------------------------------------
     def make_actor(self) -> SlotActor:
         return SlotActor(self.embed_dim, self.n_slots, self.memory_dim, self.net_arch,
-                         self.erase_bias, self.input_bias, self.coupled_gates).to(self.device)
+                         self.erase_bias, self.input_bias, self.coupled_gates, self.write_top_k).to(self.device)
 
     def make_critic(self) -> AfterstateCritic:
         return AfterstateCritic(self.embed_dim, self.n_slots, self.memory_dim, self.net_arch).to(self.device)
