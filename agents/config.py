@@ -48,6 +48,8 @@ class TrainConfig:
     input_bias: float = 0.0
     coupled_gates: bool = True
     write_top_k: int = 0  # write only the k most attended slots (the others stay exactly as they are); 0 = all
+    # the share of that top-k write against the full softmax: a number, or [start, end, end_fraction] (linear)
+    write_top_k_weight: Any = 1.0
     window: int = 1
     # the long-range loss: weight, largest write-to-read distance, kind ("credit": the write carried to later
     # reads along the stored memories; "jump": read right after the write), reads per write (credit), and the
@@ -100,7 +102,7 @@ class TrainConfig:
         d = asdict(self)
         for k in ("targets", "net_arch", "predictor_hidden"):
             d[k] = list(d[k])
-        for k in ("exploration_std", "erase_bias", "same_step_credit"):
+        for k in ("exploration_std", "erase_bias", "same_step_credit", "write_top_k_weight"):
             if isinstance(d[k], tuple):
                 d[k] = list(d[k])
         return d

@@ -32,8 +32,12 @@ from stable_baselines3.common.utils import set_random_seed
 from affect_env.data import FeatureStats, MovieDataset, load_dataset
 from affect_env.encoder import PoolingEncoder, SegmentEncoder, pretrain_encoder
 from affect_env.env import LiRISMemoryEnv
+from affect_env.memory import check_reward_error
 from agents.config import TrainConfig
 from agents.rmn import RMN
+from agents.rmn.buffers import SPACINGS
+from agents.rmn.networks import check_write_top_k, erase_biases
+from agents.rmn.rmn import JUMP_MODES, check_choice, weight_schedule
 
 SPLITS = ("train", "val", "test")
 
@@ -66,6 +70,20 @@ def build_encoder(cfg: TrainConfig, data: dict, out: Path, progress: bool = True
     return encoder
 
 
+def check_config(cfg: TrainConfig) -> None:
+    """The agent's settings checked before any data is loaded or encoder trained (a ``ValueError`` names the field).
+
+    The same checks run again where the agent is built; here they fail in a second, not after the pretraining.
+    """
+    check_write_top_k(cfg.write_top_k, cfg.n_slots)
+    weight_schedule("write_top_k_weight", cfg.write_top_k_weight)
+    weight_schedule("same_step_credit", cfg.same_step_credit)
+    erase_biases(cfg.erase_bias, cfg.memory_dim)
+    check_reward_error(cfg.reward)
+    check_choice("jump_mode", cfg.jump_mode, JUMP_MODES)
+    check_choice("jump_spacing", cfg.jump_spacing, SPACINGS)
+
+
 def make_env(cfg: TrainConfig, dataset: MovieDataset, encoder: SegmentEncoder, **kwargs) -> LiRISMemoryEnv:
     return LiRISMemoryEnv(dataset=dataset, encoder=encoder, n_slots=cfg.n_slots, memory_dim=cfg.memory_dim,
                           targets=None, reward=cfg.reward, **kwargs)
@@ -83,7 +101,8 @@ def make_rmn(cfg: TrainConfig, env: LiRISMemoryEnv, encoder: SegmentEncoder, ten
         train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps, exploration_std=cfg.exploration_std,
         window=cfg.window, jump_weight=cfg.jump_weight, jump_distance=cfg.jump_distance,
         jump_mode=cfg.jump_mode, jump_reads=cfg.jump_reads, jump_spacing=cfg.jump_spacing,
-        value_scale=cfg.value_scale, same_step_credit=cfg.same_step_credit, refresh_every=cfg.refresh_every,
+        value_scale=cfg.value_scale, same_step_credit=cfg.same_step_credit,
+        write_top_k_weight=cfg.write_top_k_weight, refresh_every=cfg.refresh_every,
         refresh_fit=cfg.refresh_fit, reward=cfg.reward, update_thread=cfg.update_thread,
         tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, seed=cfg.seed, device=cfg.device,
     )
@@ -182,6 +201,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         cfg = TrainConfig.load(out / "config.json")
     elif (out / "checkpoint" / "model.zip").exists():
         raise ValueError(f"{out} already holds a run: use --resume {out} to continue it or another --out")
+    check_config(cfg)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
     torch.set_num_threads(cfg.threads)

@@ -83,6 +83,36 @@ def test_top_k_write_leaves_the_other_slots_exactly_as_they_were_in_torch_and_nu
         tiny_agent(policy_kwargs=dict(n_targets=2, net_arch=[32, 32], predictor_hidden=[16], write_top_k=5))
 
 
+def test_top_k_weight_ramps_from_the_full_write_to_the_top_k_write_and_is_saved_as_it_stands(tmp_path):
+    kwargs = dict(n_targets=2, net_arch=[32, 32], predictor_hidden=[16], write_top_k=2)
+    model = tiny_agent(policy_kwargs=kwargs, write_top_k_weight=[0.0, 1.0, 0.5])
+    actor, mirror = model.actor, model._numpy_actor()
+    e, m = torch.randn(5, actor.features.embed_in.in_features), torch.randn(5, 4, 8).clamp(-1, 1)
+    assert actor.top_k_weight == 0.0 and model.actor_target.top_k_weight == 0.0
+    with torch.no_grad():
+        full = actor(e, m).attention
+        assert (full > 0).all()
+        model.policy.set_write_top_k_weight(1.0)
+        top_k = actor(e, m).attention
+        model.policy.set_write_top_k_weight(0.25)
+        mixed = actor(e, m).attention
+    torch.testing.assert_close(mixed, 0.25 * top_k + 0.75 * full)
+    torch.testing.assert_close(mixed.sum(-1), torch.ones(5))
+    for b in range(5):
+        np.testing.assert_allclose(mirror(e[b].numpy(), m[b].numpy()).attention, mixed[b].numpy(), atol=1e-6)
+    # training moves the weight with the run's progress: 0 -> 1 over its first half, then 1
+    model.learn(200)
+    assert model.actor.top_k_weight == 1.0 and model.actor_target.top_k_weight == 1.0
+    model._current_progress_remaining = 0.8
+    model.train(gradient_steps=1, batch_size=16)
+    assert model.actor.top_k_weight == pytest.approx(0.4) and model.actor_target.top_k_weight == pytest.approx(0.4)
+    model.save(tmp_path / "m.zip")
+    loaded = RMN.load(tmp_path / "m.zip", device="cpu")
+    assert loaded.actor.top_k_weight == pytest.approx(0.4) and loaded.actor_target.top_k_weight == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="write_top_k_weight"):
+        tiny_agent(policy_kwargs=kwargs, write_top_k_weight=[0.0, 2.0, 0.5])
+
+
 def test_env_uses_the_agents_predictor_and_m0():
     model = tiny_agent()
     env = model.env.envs[0].unwrapped
@@ -499,6 +529,18 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     code = run_cli(train_ddpg.main, ["--config", str(bad), "--out", str(tmp_path / "r2")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "learning_rat" in err[0] and "bad.json" in err[0]
+    # the agent's settings are checked before the data is loaded and the encoder pretrained
+    for field, value, message in [("write_top_k", 11, "write_top_k must be in [0, n_slots=10], got 11"),
+                                  ("write_top_k_weight", [0, 1.5, 0.3], "write_top_k_weight: give a number"),
+                                  ("same_step_credit", 2, "same_step_credit: give a number"),
+                                  ("jump_spacing", "linear", "jump_spacing must be one of"),
+                                  ("erase_bias", [0, -1, -2], "erase_bias: give one number")]:
+        bad.write_text(json.dumps({field: value}))
+        code = run_cli(train_ddpg.main, ["--config", str(bad), "--dataset", str(tmp_path / "missing"),
+                                         "--out", str(tmp_path / "r3")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {message}"), err  # not "not found"
+        assert not (tmp_path / "r3").exists()
 
 
 def test_evaluate_on_longer_movies_with_dataset_options(tiny_run, tmp_path, capsys):

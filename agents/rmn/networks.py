@@ -66,6 +66,20 @@ def erase_biases(spec: Union[float, Sequence[float]], memory_dim: int) -> Union[
     return values
 
 
+def check_write_top_k(k: int, n_slots: int) -> int:
+    """``k`` if it can be the number of slots a write touches (0 = all of them), else a ``ValueError``."""
+    if not 0 <= k <= n_slots:
+        raise ValueError(f"write_top_k must be in [0, n_slots={n_slots}], got {k}")
+    return int(k)
+
+
+def check_top_k_weight(weight: float) -> float:
+    """``weight`` as a float in ``[0, 1]`` (the share of the top-k write in the attention)."""
+    if not 0.0 <= float(weight) <= 1.0:
+        raise ValueError(f"the top-k write's weight must be in [0, 1], got {weight}")
+    return float(weight)
+
+
 class SlotActor(nn.Module):
     """Deterministic write policy ``mu(e_t, m_{t-1})`` returning the four parts of the write.
 
@@ -79,16 +93,18 @@ class SlotActor(nn.Module):
         stay within ``[-1, 1]``); the action still carries all four parts
     :param write_top_k: write only the ``k`` slots with the largest attention logits (the softmax runs over those,
         the others get exactly zero weight, so a slot the writer does not choose stays as it is); 0: all slots
+    :param top_k_weight: with ``write_top_k``, the attention is ``w * top_k + (1 - w) * full softmax`` (1: the
+        top-k write alone); the agent can raise it over a run (``RMN``'s ``write_top_k_weight``)
     """
 
     def __init__(self, embed_dim: int, n_slots: int, memory_dim: int, hidden: Sequence[int] = (128, 128),
                  erase_bias: Union[float, Sequence[float]] = 0.0, input_bias: float = 0.0,
-                 coupled_gates: bool = False, write_top_k: int = 0):
+                 coupled_gates: bool = False, write_top_k: int = 0, top_k_weight: float = 1.0):
         super().__init__()
-        if not 0 <= write_top_k <= n_slots:
-            raise ValueError(f"write_top_k must be in [0, n_slots={n_slots}], got {write_top_k}")
+        check_write_top_k(write_top_k, n_slots)
         self.n_slots, self.memory_dim, self.coupled_gates = n_slots, memory_dim, coupled_gates
         self.write_top_k = int(write_top_k) if 0 < write_top_k < n_slots else 0
+        self.top_k_weight = check_top_k_weight(top_k_weight)
         self.features = SlotFeatures(embed_dim, n_slots, memory_dim, hidden)
         self.head = nn.Linear(self.features.out_dim, 1 + 3 * memory_dim)
         with torch.no_grad():
@@ -100,10 +116,12 @@ class SlotActor(nn.Module):
         out = self.head(self.features(embedding, memory))  # (B, N, 1 + 3d)
         d = self.memory_dim
         logits = out[..., 0]
-        if self.write_top_k:
-            kth = logits.topk(self.write_top_k, dim=-1).values[..., -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
         attention = torch.softmax(logits, dim=-1)
+        if self.write_top_k and self.top_k_weight > 0:
+            kth = logits.topk(self.write_top_k, dim=-1).values[..., -1:]
+            top_k = torch.softmax(logits.masked_fill(logits < kth, float("-inf")), dim=-1)
+            w = self.top_k_weight
+            attention = top_k if w == 1.0 else w * top_k + (1.0 - w) * attention
         erase = torch.sigmoid(out[..., 1:1 + d])
         content = torch.tanh(out[..., 1 + d:1 + 2 * d])
         input_gate = erase if self.coupled_gates else torch.sigmoid(out[..., 1 + 2 * d:])
@@ -177,10 +195,12 @@ class NumpySlotActor:
         d = self.actor.memory_dim
         logits = out[:, 0] - out[:, 0].max()
         attention = np.exp(logits)
-        k = self.actor.write_top_k
-        if k:
-            attention[logits < np.partition(logits, -k)[-k]] = 0.0
         attention /= attention.sum()
+        k, w = self.actor.write_top_k, self.actor.top_k_weight
+        if k and w > 0:
+            top_k = np.where(logits < np.partition(logits, -k)[-k], 0.0, attention)
+            top_k /= top_k.sum()
+            attention = top_k if w == 1.0 else w * top_k + (1.0 - w) * attention
         erase = 0.5 * (np.tanh(0.5 * out[:, 1:1 + d]) + 1.0)  # sigmoid without overflow
         content = np.tanh(out[:, 1 + d:1 + 2 * d])
         input_gate = erase if self.actor.coupled_gates else 0.5 * (np.tanh(0.5 * out[:, 1 + 2 * d:]) + 1.0)

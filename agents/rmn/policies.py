@@ -11,7 +11,7 @@ from torch.autograd.graph import increment_version
 
 from affect_env.encoder import SegmentEncoder, encoder_from_payload
 from affect_env.memory import MemoryPredictor, WriteAction, encode_action
-from agents.rmn.networks import AfterstateCritic, SlotActor, erase_biases
+from agents.rmn.networks import AfterstateCritic, SlotActor, check_top_k_weight, erase_biases
 
 
 class RMNPolicy(BasePolicy):
@@ -29,6 +29,7 @@ class RMNPolicy(BasePolicy):
     :param input_bias: initial input-gate logit bias of the actor
     :param coupled_gates: the actor uses its erase gate as input gate (see :class:`SlotActor`)
     :param write_top_k: the actor writes only its ``k`` most attended slots (see :class:`SlotActor`); 0: all
+    :param write_top_k_weight: the share of that top-k write in the attention, against the full softmax (1: the top-k write alone)
     :param encoder_spec: the segment encoder's kind, config and normalisation stats (``SegmentEncoder.spec()``);
         its weights live in this policy's state dict, so a saved model maps raw features to predictions
     :param optimizer_class: the optimizer of the actor/predictor and of the critic
@@ -50,6 +51,7 @@ class RMNPolicy(BasePolicy):
         input_bias: float = 0.0,
         coupled_gates: bool = False,
         write_top_k: int = 0,
+        write_top_k_weight: float = 1.0,
         encoder_spec: Optional[dict] = None,
         optimizer_class: type = torch.optim.Adam,
         optimizer_kwargs: Optional[dict] = None,
@@ -66,7 +68,7 @@ class RMNPolicy(BasePolicy):
         self.read_key_dim = int(read_key_dim)
         self.erase_bias = erase_biases(erase_bias, self.memory_dim)
         self.input_bias, self.coupled_gates = float(input_bias), bool(coupled_gates)
-        self.write_top_k = int(write_top_k)
+        self.write_top_k, self.write_top_k_weight = int(write_top_k), float(write_top_k_weight)
         self.encoder_spec = encoder_spec
         self._build(lr_schedule)
 
@@ -75,13 +77,14 @@ class RMNPolicy(BasePolicy):
         data.update(n_targets=self.n_targets, net_arch=self.net_arch, predictor_hidden=self.predictor_hidden,
                     read_heads=self.read_heads, read_key_dim=self.read_key_dim, erase_bias=self.erase_bias,
                     input_bias=self.input_bias, coupled_gates=self.coupled_gates, write_top_k=self.write_top_k,
-                    encoder_spec=self.encoder_spec)
+                    write_top_k_weight=self.write_top_k_weight, encoder_spec=self.encoder_spec)
         return data
 
     # ---- one factory method per network ----------------------------------------------------------------
     def make_actor(self) -> SlotActor:
         return SlotActor(self.embed_dim, self.n_slots, self.memory_dim, self.net_arch,
-                         self.erase_bias, self.input_bias, self.coupled_gates, self.write_top_k).to(self.device)
+                         self.erase_bias, self.input_bias, self.coupled_gates, self.write_top_k,
+                         self.write_top_k_weight).to(self.device)
 
     def make_critic(self) -> AfterstateCritic:
         return AfterstateCritic(self.embed_dim, self.n_slots, self.memory_dim, self.net_arch).to(self.device)
@@ -119,6 +122,13 @@ class RMNPolicy(BasePolicy):
         optimizer = self.optimizer_class(parameters, lr=lr, **self.optimizer_kwargs)
         optimizer.register_step_post_hook(_mark_changed)
         return optimizer
+
+    def set_write_top_k_weight(self, weight: float) -> None:
+        """The share of the top-k write in the attention of the actor and its target (see :class:`SlotActor`).
+
+        :class:`~agents.rmn.RMN` sets it from its ``write_top_k_weight`` schedule while training and keeps the
+        current value with a saved model."""
+        self.write_top_k_weight = self.actor.top_k_weight = self.actor_target.top_k_weight = check_top_k_weight(weight)
 
     # ---- acting --------------------------------------------------------------------------------------
     def write_parts(self, observation: PyTorchObs) -> WriteAction:

@@ -40,11 +40,18 @@ PAPER_NOISE_STD = 0.05 ** 0.5  # the paper's exploration: variance 0.05 on each 
 JUMP_MODES = ("credit", "jump")
 
 
-def same_step_schedule(spec: Union[float, Sequence[float]]):
-    """The weight of the same-step credit over the run: a number, or ``[start, end, end_fraction]`` (linear)."""
+def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``, else a ``ValueError`` naming ``name`` and the choices."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def weight_schedule(name: str, spec: Union[float, Sequence[float]]):
+    """A weight in ``[0, 1]`` over the run: a number, or ``[start, end, end_fraction]`` (linear, then ``end``)."""
     values = [float(spec)] if np.isscalar(spec) else [float(v) for v in spec]
     if len(values) not in (1, 3) or not all(0.0 <= v <= 1.0 for v in values) or (len(values) == 3 and values[2] == 0):
-        raise ValueError(f"same_step_credit: give a number in [0, 1] or [start, end, end_fraction], got {spec!r}")
+        raise ValueError(f"{name}: give a number in [0, 1] or [start, end, end_fraction], got {spec!r}")
     return ConstantSchedule(values[0]) if len(values) == 1 else LinearSchedule(*values)
 
 
@@ -94,6 +101,11 @@ class RMN(DDPG):
         write inside the bootstrap term). Below 1 the credit loss reads at distances ``>= 1`` only. At full
         weight the same-step gradient pays the writer for copying features of the current segment into the
         memory, a feed-forward shortcut that overwrites the memory at every step
+    :param write_top_k_weight: with the policy's ``write_top_k``, the share of the top-k write in the write
+        attention (``w * top_k + (1 - w) * softmax``; 1: the top-k write alone): a number, or ``[start, end,
+        end_fraction]`` as for ``same_step_credit``. Rising from 0, the writer first learns with every slot
+        written and ends writing only its ``k`` chosen slots, so slots it does not choose stay exactly as they are
+        over any movie length
     :param value_scale: the critic learns ``value_scale`` times the discounted return (1 = the paper). With
         ``1 - gamma`` it learns in average-reward units, and in the actor objective the long-range term then
         weighs like one step's reward instead of ``1 / (1 - gamma)`` of them
@@ -128,6 +140,7 @@ class RMN(DDPG):
         jump_reads: int = 1,
         jump_spacing: str = "uniform",
         same_step_credit: Union[float, Sequence[float]] = 1.0,
+        write_top_k_weight: Union[float, Sequence[float]] = 1.0,
         value_scale: float = 1.0,
         update_thread: bool = True,
         refresh_every: int = 0,
@@ -149,14 +162,15 @@ class RMN(DDPG):
         self.exploration_std = exploration_std if np.isscalar(exploration_std) else list(exploration_std)
         self.window = int(window)
         self.jump_weight, self.jump_distance = float(jump_weight), int(jump_distance)
-        if jump_mode not in JUMP_MODES:
-            raise ValueError(f"jump_mode must be one of {JUMP_MODES}, got {jump_mode!r}")
-        if jump_spacing not in SPACINGS:
-            raise ValueError(f"jump_spacing must be one of {SPACINGS}, got {jump_spacing!r}")
+        check_choice("jump_mode", jump_mode, JUMP_MODES)
+        check_choice("jump_spacing", jump_spacing, SPACINGS)
         self.jump_mode, self.jump_reads, self.jump_spacing = jump_mode, int(jump_reads), jump_spacing
         self.same_step_credit = same_step_credit if np.isscalar(same_step_credit) else list(same_step_credit)
-        self._same_step_schedule = same_step_schedule(same_step_credit)
+        self._same_step_schedule = weight_schedule("same_step_credit", same_step_credit)
         self._same_step_weight = self._same_step_schedule(1.0)
+        self.write_top_k_weight = write_top_k_weight if np.isscalar(write_top_k_weight) else list(write_top_k_weight)
+        self._top_k_schedule = weight_schedule("write_top_k_weight", write_top_k_weight)
+        self._top_k_weight = self._top_k_schedule(1.0)
         self.value_scale = float(value_scale)
         self.update_thread = bool(update_thread)
         self._worker: Optional[ThreadPoolExecutor] = None
@@ -173,6 +187,7 @@ class RMN(DDPG):
             raise ValueError("RMN trains on one env (its replay keeps each movie's steps in order)")
         super()._setup_model()
         self.predictor = self.policy.predictor
+        self.policy.set_write_top_k_weight(self._top_k_weight)  # a loaded model's, as it was when saved
         if self.env is not None:
             self.share_predictor_with_env()
 
@@ -419,6 +434,10 @@ class RMN(DDPG):
         self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
         self._same_step_weight = self._same_step_schedule(self._current_progress_remaining)
         self.logger.record("train/same_step_credit", self._same_step_weight)
+        if self.policy.write_top_k:
+            self._top_k_weight = self._top_k_schedule(self._current_progress_remaining)
+            self.policy.set_write_top_k_weight(self._top_k_weight)
+            self.logger.record("train/write_top_k_weight", self._top_k_weight)
         logs: dict[str, list] = {"critic_loss": [], "actor_loss": [], "q": [], "predictor_mae": [],
                                  "long_range_loss": []}
         for _ in range(gradient_steps):
