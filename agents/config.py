@@ -59,6 +59,7 @@ class TrainConfig:
     jump_mode: str = "credit"
     jump_reads: int = 2
     jump_spacing: str = "mixed"
+    jump_positions: str = "uniform"  # positions of the credit loss's writes: "uniform", or "mixed" (half early)
     # weight of the same step's prediction in training the write (1: the paper), or [start, end, end_fraction]:
     # by default 1 at the start, down linearly to 0.2 at 30 % of the run, then 0.2
     same_step_credit: Any = (1.0, 0.2, 0.3)

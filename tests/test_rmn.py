@@ -367,6 +367,18 @@ def test_credit_pairs_carry_the_sensitivity_of_the_later_memory_to_the_earlier_o
     assert median["log"] < median["mixed"] < median["uniform"]
     with pytest.raises(ValueError, match="spacing"):
         buf.sample_credit(8, 60, spacing="linear")
+    # writes moved towards the opening: still stored steps with their own inputs, and many more early ones
+    stored = buf.segments[:buf.size()]
+    early = {}
+    for positions in ("uniform", "mixed"):
+        pairs = buf.sample_credit(300, 60, reads=2, positions=positions)
+        k = np.array([np.flatnonzero((stored == e).all(-1))[0] for e in pairs.segment.numpy()])  # segments are unique
+        np.testing.assert_array_equal(pairs.memory.numpy(), buf.afterstates[k])
+        np.testing.assert_array_equal(pairs.starts_movie.numpy(), buf.t[k] == 0)
+        early[positions] = (buf.t[k] < 5).mean()
+    assert early["uniform"] < 0.06 and early["mixed"] > 0.12, early
+    with pytest.raises(ValueError, match="positions"):
+        buf.sample_credit(8, 60, positions="early")
     model.jump_reads = 4
     loss = model._credit_loss(model._long_range_sample(16))  # the write's parameters get a gradient from a later step's loss
     model.actor.zero_grad()

@@ -32,7 +32,7 @@ from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule, polyak_update
 
 from affect_env.memory import add_exploration_noise, check_reward_error, encode_action, prediction_error, write
-from agents.rmn.buffers import SPACINGS, LabelReplayBuffer, log_keep_step
+from agents.rmn.buffers import POSITIONS, SPACINGS, LabelReplayBuffer, log_keep_step
 from agents.rmn.networks import NumpySlotActor
 from agents.rmn.policies import RMNPolicy
 
@@ -82,6 +82,9 @@ class RMN(DDPG):
         backpropagation-through-time gradient), ``"log"`` (log-uniform: near reads weigh more) or ``"mixed"``
         (each read one or the other with probability 1/2: short-range dependencies such as a running average
         get many reads without losing the far ones)
+    :param jump_positions: where in their movie the credit loss's writes lie: ``"uniform"`` (every stored step
+        alike) or ``"mixed"`` (half of them moved to a log-uniform earlier position, so the opening, where what
+        matters for the rest of the movie is shown, gets many more of the long-range loss's writes)
     :param refresh_every: every this many updates, recompute the stored afterstates of every replayed movie by
         running the current (noise-free) actor from ``m0`` over its stored segments (0 = never, the paper).
         Stored memories otherwise come from old policies and hold what the current one would not have kept
@@ -139,6 +142,7 @@ class RMN(DDPG):
         jump_mode: str = "credit",
         jump_reads: int = 1,
         jump_spacing: str = "uniform",
+        jump_positions: str = "uniform",
         same_step_credit: Union[float, Sequence[float]] = 1.0,
         write_top_k_weight: Union[float, Sequence[float]] = 1.0,
         value_scale: float = 1.0,
@@ -164,7 +168,9 @@ class RMN(DDPG):
         self.jump_weight, self.jump_distance = float(jump_weight), int(jump_distance)
         check_choice("jump_mode", jump_mode, JUMP_MODES)
         check_choice("jump_spacing", jump_spacing, SPACINGS)
+        check_choice("jump_positions", jump_positions, POSITIONS)
         self.jump_mode, self.jump_reads, self.jump_spacing = jump_mode, int(jump_reads), jump_spacing
+        self.jump_positions = jump_positions
         self.same_step_credit = same_step_credit if np.isscalar(same_step_credit) else list(same_step_credit)
         self._same_step_schedule = weight_schedule("same_step_credit", same_step_credit)
         self._same_step_weight = self._same_step_schedule(1.0)
@@ -292,7 +298,7 @@ class RMN(DDPG):
             return self.replay_buffer.sample_jumps(batch_size, self.jump_distance)
         nearest = 0 if self._same_step_weight == 1.0 else 1  # a read at k itself is a same-step read
         return self.replay_buffer.sample_credit(batch_size, self.jump_distance, self.jump_reads, self.jump_spacing,
-                                                min_distance=nearest)
+                                                min_distance=nearest, positions=self.jump_positions)
 
     def _long_range_loss(self, sample) -> torch.Tensor:
         return self._credit_loss(sample) if self.jump_mode == "credit" else self._jump_loss(sample)
