@@ -29,7 +29,8 @@ class RMNPolicy(BasePolicy):
     :param input_bias: initial input-gate logit bias of the actor
     :param coupled_gates: the actor uses its erase gate as input gate (see :class:`SlotActor`)
     :param write_top_k: the actor writes only its ``k`` most attended slots (see :class:`SlotActor`); 0: all
-    :param write_top_k_weight: the share of that top-k write in the attention, against the full softmax (1: the top-k write alone)
+    :param write_top_k_weight: the share of that top-k write in the attention, against the full softmax (1: the
+        top-k write alone)
     :param encoder_spec: the segment encoder's kind, config and normalisation stats (``SegmentEncoder.spec()``);
         its weights live in this policy's state dict, so a saved model maps raw features to predictions
     :param optimizer_class: the optimizer of the actor/predictor and of the critic
