@@ -10,8 +10,8 @@ from gymnasium import spaces
 
 from affect_env.data import FeatureStats, MovieDataset, load_dataset
 from affect_env.encoder import SegmentEncoder, make_encoder
-from affect_env.memory import (MemoryPredictor, action_dim, check_reward_error, decode_action, prediction_error,
-                               write)
+from affect_env.memory import (MemoryPredictor, action_dim, check_choice, check_reward_error, decode_action,
+                               prediction_error, write)
 
 PREDICTOR_MODES = ("online", "shared", "frozen")
 
@@ -114,8 +114,7 @@ class LiRISMemoryEnv(gym.Env):
     ) -> None:
         super().__init__()
         self.reward_error = check_reward_error(reward)
-        if predictor_mode not in PREDICTOR_MODES:
-            raise ValueError(f"predictor_mode must be one of {PREDICTOR_MODES}, got {predictor_mode!r}")
+        check_choice("predictor_mode", predictor_mode, PREDICTOR_MODES)
         if movie_order not in ("random", "sequential"):
             raise ValueError(f"movie_order must be 'random' or 'sequential', got {movie_order!r}")
         options = dict(dataset_options or {})
@@ -164,8 +163,7 @@ class LiRISMemoryEnv(gym.Env):
     # ---- predictor management ------------------------------------------------------------------------
     def set_predictor(self, predictor: MemoryPredictor, mode: str = "shared") -> None:
         """Use ``predictor`` (and its ``m0``) from now on, in ``mode`` ("online", "shared" or "frozen")."""
-        if mode not in PREDICTOR_MODES:
-            raise ValueError(f"mode must be one of {PREDICTOR_MODES}, got {mode!r}")
+        check_choice("mode", mode, PREDICTOR_MODES)
         expected = (self.encoder.embed_dim, self.n_slots, self.memory_dim, self.n_targets)
         got = (predictor.embed_dim, predictor.n_slots, predictor.memory_dim, predictor.n_targets)
         if got != expected:

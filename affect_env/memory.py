@@ -114,11 +114,16 @@ def add_exploration_noise(
     return WriteAction(*noisy)
 
 
+def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``, else a ``ValueError`` naming ``name`` and the choices."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
 def check_reward_error(kind: str) -> str:
     """``kind`` if it names a reward error (one of :data:`REWARD_ERRORS`), else a ``ValueError`` naming them."""
-    if kind not in REWARD_ERRORS:
-        raise ValueError(f"reward must be one of {REWARD_ERRORS}, got {kind!r}")
-    return kind
+    return check_choice("reward", kind, REWARD_ERRORS)
 
 
 def prediction_error(prediction: Array, target: Array, kind: str = "mae") -> Array:

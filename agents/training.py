@@ -32,12 +32,12 @@ from stable_baselines3.common.utils import set_random_seed
 from affect_env.data import FeatureStats, MovieDataset, load_dataset
 from affect_env.encoder import PoolingEncoder, SegmentEncoder, pretrain_encoder
 from affect_env.env import LiRISMemoryEnv
-from affect_env.memory import check_reward_error
+from affect_env.memory import check_choice, check_reward_error
 from agents.config import TrainConfig
 from agents.rmn import RMN
 from agents.rmn.buffers import POSITIONS, SPACINGS
 from agents.rmn.networks import check_write_top_k, erase_biases
-from agents.rmn.rmn import JUMP_MODES, check_choice, weight_schedule
+from agents.rmn.rmn import JUMP_MODES, weight_schedule
 
 SPLITS = ("train", "val", "test")
 

@@ -19,7 +19,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer
 
-from affect_env.memory import decode_action
+from affect_env.memory import check_choice, decode_action
 
 SPACINGS = ("uniform", "log", "mixed")  # distances of the credit loss's reads
 POSITIONS = ("uniform", "mixed")  # positions in their movie of the credit loss's writes
@@ -218,10 +218,8 @@ class LabelReplayBuffer(BaseBuffer):
         (``"mixed"``), moved to an earlier step of their movie, log-uniform in ``t + 1``: the opening of a
         movie, where what matters for hundreds of segments is set up, then gets a share of the writes far
         above its share of the steps (about 20 % instead of 1 % for the first 5 of 400 segments)."""
-        if spacing not in SPACINGS:
-            raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
-        if positions not in POSITIONS:
-            raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
+        check_choice("spacing", spacing, SPACINGS)
+        check_choice("positions", positions, POSITIONS)
         if not 0 <= min_distance <= max_distance:
             raise ValueError(f"need 0 <= min_distance <= max_distance, got {min_distance} and {max_distance}")
         k = self._valid_starts(0, batch_size)

@@ -31,20 +31,14 @@ from stable_baselines3 import DDPG
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule, polyak_update
 
-from affect_env.memory import add_exploration_noise, check_reward_error, encode_action, prediction_error, write
+from affect_env.memory import (add_exploration_noise, check_choice, check_reward_error, encode_action,
+                               prediction_error, write)
 from agents.rmn.buffers import POSITIONS, SPACINGS, LabelReplayBuffer, log_keep_step
 from agents.rmn.networks import NumpySlotActor
 from agents.rmn.policies import RMNPolicy
 
 PAPER_NOISE_STD = 0.05 ** 0.5  # the paper's exploration: variance 0.05 on each action part
 JUMP_MODES = ("credit", "jump")
-
-
-def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
-    """``value`` if it is one of ``choices``, else a ``ValueError`` naming ``name`` and the choices."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
-    return value
 
 
 def weight_schedule(name: str, spec: Union[float, Sequence[float]]):
