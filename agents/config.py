@@ -44,10 +44,10 @@ class TrainConfig:
     read_key_dim: int = 0  # content addressing in the predictor's read (query . key); 0 = the paper's read
     # the recipe (see RMN's docstring and the README's "Deviations from the paper")
     exploration_std: Any = (0.05, 0.0, 0.05, 0.0)  # attention, erase, content, input gate
-    erase_bias: Any = (0.0, -6.0)  # one value, or [first, last] spread over each slot's dimensions (time scales)
+    erase_bias: Any = (0.0, -9.0)  # one value, or [first, last] spread over each slot's dimensions (time scales)
     input_bias: float = 0.0
     coupled_gates: bool = True
-    write_top_k: int = 0  # write only the k most attended slots (the others stay exactly as they are); 0 = all
+    write_top_k: int = 2  # write only the k most attended slots (the others stay exactly as they are); 0 = all
     # the share of that top-k write against the full softmax: a number, or [start, end, end_fraction] (linear)
     write_top_k_weight: Any = 1.0
     window: int = 1
@@ -59,7 +59,7 @@ class TrainConfig:
     jump_mode: str = "credit"
     jump_reads: int = 2
     jump_spacing: str = "mixed"
-    jump_positions: str = "uniform"  # positions of the credit loss's writes: "uniform", or "mixed" (half early)
+    jump_positions: str = "mixed"  # positions of the credit loss's writes: "uniform", or "mixed" (half early)
     # weight of the same step's prediction in training the write (1: the paper), or [start, end, end_fraction]:
     # by default 1 at the start, down linearly to 0.2 at 30 % of the run, then 0.2
     same_step_credit: Any = (1.0, 0.2, 0.3)

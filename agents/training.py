@@ -75,7 +75,7 @@ def check_config(cfg: TrainConfig) -> None:
 
     The same checks run again where the agent is built; here they fail in a second, not after the pretraining.
     """
-    check_write_top_k(cfg.write_top_k, cfg.n_slots)
+    check_write_top_k(cfg.write_top_k)
     weight_schedule("write_top_k_weight", cfg.write_top_k_weight)
     weight_schedule("same_step_credit", cfg.same_step_credit)
     erase_biases(cfg.erase_bias, cfg.memory_dim)

@@ -79,8 +79,13 @@ def test_top_k_write_leaves_the_other_slots_exactly_as_they_were_in_torch_and_nu
     assert actor.head.weight.grad.abs().sum() > 0
     model.save(tmp_path / "m.zip")
     assert RMN.load(tmp_path / "m.zip", device="cpu").actor.write_top_k == 2
-    with pytest.raises(ValueError, match="write_top_k"):
-        tiny_agent(policy_kwargs=dict(n_targets=2, net_arch=[32, 32], predictor_hidden=[16], write_top_k=5))
+    # k >= N writes every slot (a study over N keeps one k); a negative or fractional k is an error
+    wide = tiny_agent(policy_kwargs=dict(n_targets=2, net_arch=[32, 32], predictor_hidden=[16], write_top_k=5))
+    with torch.no_grad():
+        assert wide.actor.write_top_k == 0 and (wide.actor(e, m).attention > 0).all()
+    for k in (-1, 1.5):
+        with pytest.raises(ValueError, match="write_top_k must be a whole number"):
+            tiny_agent(policy_kwargs=dict(n_targets=2, net_arch=[32, 32], predictor_hidden=[16], write_top_k=k))
 
 
 def test_top_k_weight_ramps_from_the_full_write_to_the_top_k_write_and_is_saved_as_it_stands(tmp_path):
@@ -268,6 +273,7 @@ def test_paper_faithful_config():
     assert cfg.erase_bias == 0 and not cfg.coupled_gates and cfg.value_scale == 1
     assert cfg.refresh_every == 0 and cfg.train_freq == 1 and cfg.encoder_reconstruction == 0
     assert cfg.reward == "mae" and TrainConfig().reward == "mae+mse"
+    assert cfg.write_top_k == 0 and TrainConfig().write_top_k == 2  # the paper writes every slot
     assert cfg.same_step_credit == 1 and list(TrainConfig().same_step_credit) == [1.0, 0.2, 0.3]
 
 
@@ -488,7 +494,8 @@ def test_saved_model_reproduces_predictions(tiny_run):
     # the encoder and its normalisation statistics travel in the zip
     assert model.policy.encoder is not None and model.policy.encoder.stats.dim == test.feature_dim
     assert model.reward_error == cfg.reward == "mae+mse"  # the default recipe's reward is saved with the agent
-    assert model.policy.erase_bias == pytest.approx(list(np.linspace(0, -6, cfg.memory_dim)))
+    assert model.policy.erase_bias == pytest.approx(list(np.linspace(0, -9, cfg.memory_dim)))
+    assert model.actor.write_top_k == 2 and model.jump_positions == "mixed"  # the default recipe, saved too
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -542,7 +549,7 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "learning_rat" in err[0] and "bad.json" in err[0]
     # the agent's settings are checked before the data is loaded and the encoder pretrained
-    for field, value, message in [("write_top_k", 11, "write_top_k must be in [0, n_slots=10], got 11"),
+    for field, value, message in [("write_top_k", -1, "write_top_k must be a whole number >= 0"),
                                   ("write_top_k_weight", [0, 1.5, 0.3], "write_top_k_weight: give a number"),
                                   ("same_step_credit", 2, "same_step_credit: give a number"),
                                   ("jump_spacing", "linear", "jump_spacing must be one of"),

@@ -66,10 +66,17 @@ def erase_biases(spec: Union[float, Sequence[float]], memory_dim: int) -> Union[
     return values
 
 
-def check_write_top_k(k: int, n_slots: int) -> int:
-    """``k`` if it can be the number of slots a write touches (0 = all of them), else a ``ValueError``."""
-    if not 0 <= k <= n_slots:
-        raise ValueError(f"write_top_k must be in [0, n_slots={n_slots}], got {k}")
+def check_write_top_k(k: int) -> int:
+    """``k`` if it can be the number of slots a write touches, else a ``ValueError``.
+
+    0, or any ``k >= n_slots``, means all slots: a study over ``n_slots`` keeps one ``write_top_k`` for every N.
+    """
+    try:
+        ok = not isinstance(k, bool) and float(k).is_integer() and k >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"write_top_k must be a whole number >= 0 (0: all slots), got {k}")
     return int(k)
 
 
@@ -92,7 +99,8 @@ class SlotActor(nn.Module):
         ``m' = m + att * z * (content - m)``: one decision per value, "how much to overwrite", and memory values
         stay within ``[-1, 1]``); the action still carries all four parts
     :param write_top_k: write only the ``k`` slots with the largest attention logits (the softmax runs over those,
-        the others get exactly zero weight, so a slot the writer does not choose stays as it is); 0: all slots
+        the others get exactly zero weight, so a slot the writer does not choose stays as it is); 0 or
+        ``k >= n_slots``: all slots
     :param top_k_weight: with ``write_top_k``, the attention is ``w * top_k + (1 - w) * full softmax`` (1: the
         top-k write alone); the agent can raise it over a run (``RMN``'s ``write_top_k_weight``)
     """
@@ -101,7 +109,7 @@ class SlotActor(nn.Module):
                  erase_bias: Union[float, Sequence[float]] = 0.0, input_bias: float = 0.0,
                  coupled_gates: bool = False, write_top_k: int = 0, top_k_weight: float = 1.0):
         super().__init__()
-        check_write_top_k(write_top_k, n_slots)
+        write_top_k = check_write_top_k(write_top_k)
         self.n_slots, self.memory_dim, self.coupled_gates = n_slots, memory_dim, coupled_gates
         self.write_top_k = int(write_top_k) if 0 < write_top_k < n_slots else 0
         self.top_k_weight = check_top_k_weight(top_k_weight)

@@ -11,7 +11,7 @@ from torch.autograd.graph import increment_version
 
 from affect_env.encoder import SegmentEncoder, encoder_from_payload
 from affect_env.memory import MemoryPredictor, WriteAction, encode_action
-from agents.rmn.networks import AfterstateCritic, SlotActor, check_top_k_weight, erase_biases
+from agents.rmn.networks import AfterstateCritic, SlotActor, check_top_k_weight, check_write_top_k, erase_biases
 
 
 class RMNPolicy(BasePolicy):
@@ -69,7 +69,7 @@ class RMNPolicy(BasePolicy):
         self.read_key_dim = int(read_key_dim)
         self.erase_bias = erase_biases(erase_bias, self.memory_dim)
         self.input_bias, self.coupled_gates = float(input_bias), bool(coupled_gates)
-        self.write_top_k, self.write_top_k_weight = int(write_top_k), float(write_top_k_weight)
+        self.write_top_k, self.write_top_k_weight = check_write_top_k(write_top_k), float(write_top_k_weight)
         self.encoder_spec = encoder_spec
         self._build(lr_schedule)
 
