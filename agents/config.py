@@ -47,7 +47,7 @@ class TrainConfig:
     erase_bias: Any = (0.0, -9.0)  # one value, or [first, last] spread over each slot's dimensions (time scales)
     input_bias: float = 0.0
     coupled_gates: bool = True
-    write_top_k: int = 2  # write only the k most attended slots (the others stay exactly as they are); 0 = all
+    write_top_k: int = 2  # write only the k most attended slots (the others stay exactly as they are); 0 or >=N: all
     # the share of that top-k write against the full softmax: a number, or [start, end, end_fraction] (linear)
     write_top_k_weight: Any = 1.0
     window: int = 1
