@@ -14,6 +14,7 @@ from affect_env.memory import (MemoryPredictor, action_dim, check_choice, check_
                                prediction_error, write)
 
 PREDICTOR_MODES = ("online", "shared", "frozen")
+MOVIE_ORDERS = ("random", "sequential")
 
 
 class LiRISMemoryEnv(gym.Env):
@@ -115,8 +116,7 @@ class LiRISMemoryEnv(gym.Env):
         super().__init__()
         self.reward_error = check_reward_error(reward)
         check_choice("predictor_mode", predictor_mode, PREDICTOR_MODES)
-        if movie_order not in ("random", "sequential"):
-            raise ValueError(f"movie_order must be 'random' or 'sequential', got {movie_order!r}")
+        check_choice("movie_order", movie_order, MOVIE_ORDERS)
         options = dict(dataset_options or {})
         if isinstance(dataset, MovieDataset):
             data = dataset if targets is None else dataset.select_targets(targets)

@@ -149,6 +149,8 @@ def test_bad_arguments_are_reported():
         make(predictor_mode="learned")
     with pytest.raises(ValueError, match="reward must be one of"):
         make(reward="rmse")
+    with pytest.raises(ValueError, match="movie_order must be one of"):
+        make(movie_order="shuffled")
     with pytest.raises(affect_env.DataError, match="not found"):
         LiRISMemoryEnv(dataset="/no/such/dir")
     with pytest.raises(affect_env.DataError, match="unknown target"):

@@ -111,7 +111,7 @@ class SlotActor(nn.Module):
         super().__init__()
         write_top_k = check_write_top_k(write_top_k)
         self.n_slots, self.memory_dim, self.coupled_gates = n_slots, memory_dim, coupled_gates
-        self.write_top_k = int(write_top_k) if 0 < write_top_k < n_slots else 0
+        self.write_top_k = write_top_k if 0 < write_top_k < n_slots else 0
         self.top_k_weight = check_top_k_weight(top_k_weight)
         self.features = SlotFeatures(embed_dim, n_slots, memory_dim, hidden)
         self.head = nn.Linear(self.features.out_dim, 1 + 3 * memory_dim)

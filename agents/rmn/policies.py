@@ -28,7 +28,8 @@ class RMNPolicy(BasePolicy):
     :param erase_bias: initial erase-gate logit bias of the actor (one value or one per memory dimension)
     :param input_bias: initial input-gate logit bias of the actor
     :param coupled_gates: the actor uses its erase gate as input gate (see :class:`SlotActor`)
-    :param write_top_k: the actor writes only its ``k`` most attended slots (see :class:`SlotActor`); 0: all
+    :param write_top_k: the actor writes only its ``k`` most attended slots (see :class:`SlotActor`); 0 or
+        ``k >= n_slots``: all
     :param write_top_k_weight: the share of that top-k write in the attention, against the full softmax (1: the
         top-k write alone)
     :param encoder_spec: the segment encoder's kind, config and normalisation stats (``SegmentEncoder.spec()``);
