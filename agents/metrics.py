@@ -22,8 +22,23 @@ def ccc(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def gap_closed(mse_model: float, mse_no_memory: float, mse_oracle: float) -> float:
-    """``(MSE_no_memory - MSE_model) / (MSE_no_memory - MSE_oracle)``: 0 = memory-less optimum, 1 = oracle."""
+    """``(MSE_no_memory - MSE_model) / (MSE_no_memory - MSE_oracle)``: 0 = memory-less optimum, 1 = oracle.
+
+    NaN when there is no gap to close (the memory-less prediction is as good as the oracle's, e.g. a synthetic
+    cause switched off with ``genre_effect=0``): memory cannot buy anything there, so no share is defined.
+    """
+    if np.isclose(mse_no_memory, mse_oracle, rtol=1e-6, atol=1e-12):
+        return float("nan")
     return float((mse_no_memory - mse_model) / (mse_no_memory - mse_oracle))
+
+
+def has_gap(dataset) -> bool:
+    """Whether ``gap_closed`` is defined on ``dataset``: it has an oracle that beats its memory-less prediction."""
+    if not dataset.has_oracle:
+        return False
+    truth = np.concatenate([m.targets for m in dataset])
+    mse = lambda name: float(((np.concatenate([getattr(m, name) for m in dataset]) - truth) ** 2).mean())  # noqa: E731
+    return not np.isnan(gap_closed(0.0, mse("no_memory"), mse("oracle")))
 
 
 def _row(scope: str, pred: np.ndarray, truth: np.ndarray, names: Sequence[str],
@@ -39,20 +54,25 @@ def _row(scope: str, pred: np.ndarray, truth: np.ndarray, names: Sequence[str],
     if oracle is not None and no_memory is not None:
         row["mse_oracle"] = float(((oracle - truth) ** 2).mean())
         row["mse_no_memory"] = float(((no_memory - truth) ** 2).mean())
-        row["gap_closed"] = gap_closed(row["mse"], row["mse_no_memory"], row["mse_oracle"])
+        share = gap_closed(row["mse"], row["mse_no_memory"], row["mse_oracle"])
+        if not np.isnan(share):  # left out where undefined, so model selection falls back to the MSE
+            row["gap_closed"] = share
     return row
 
 
 def component_gaps(pred: np.ndarray, truth: np.ndarray, oracle: np.ndarray, no_memory: np.ndarray,
                    dataset) -> dict:
-    """``gap_closed_<name>`` over the cells of each cause the movies mark (``Movie.components``), if all do."""
+    """``gap_closed_<name>`` over the cells of each cause the movies mark (``Movie.components``), if all do; a
+    cause with no gap to close (see :func:`gap_closed`) is left out."""
     names = set.intersection(*(set(m.components) for m in dataset)) if len(dataset) else set()
     out = {}
     for name in sorted(names):
         mask = np.concatenate([np.asarray(m.components[name], bool) for m in dataset])
         if mask.any():
             mse = lambda x: float(((x[mask] - truth[mask]) ** 2).mean())  # noqa: E731
-            out[f"gap_closed_{name}"] = gap_closed(mse(pred), mse(no_memory), mse(oracle))
+            share = gap_closed(mse(pred), mse(no_memory), mse(oracle))
+            if not np.isnan(share):
+                out[f"gap_closed_{name}"] = share
     return out
 
 

@@ -30,9 +30,10 @@ def tiny_config(out, **kw) -> TrainConfig:
 
 @pytest.mark.parametrize("model", ["segment", "lstm", "memory_tbptt", "transformer"])
 def test_baseline_trains_end_to_end_and_writes_the_rmn_outputs(tmp_path, model):
-    torch.set_num_threads(1)
+    torch.set_num_threads(2)
     cfg = tiny_config(tmp_path / model)
     summary = train_baseline(cfg, model, window=16, epochs=2, hidden=16, progress=False)
+    assert torch.get_num_threads() == cfg.threads == 1  # --threads applies, as for the RMN
     out = tmp_path / model
     for name in ("config.json", "encoder.pt", "model.pt", "eval_log.csv", "metrics.csv", "summary.json",
                  "figures/predictions.png", "figures/training_curves.png"):

@@ -1,5 +1,6 @@
 """The synthetic default dataset: deterministic, disjoint splits, and exact oracle / no-memory predictions."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from affect_env.data import DataError, load_dataset
@@ -137,6 +138,15 @@ def test_component_masks_mark_where_each_cause_moves_the_oracle():
     assert row["gap_closed_valence_genre"] == pytest.approx(0.0)
     assert row["gap_closed_arousal_genre_arc"] == pytest.approx(0.0)
     assert 0.0 < row["gap_closed"] < 1.0
+    # a cause switched off leaves no gap there: its share is left out (not a division by zero), the others stay
+    no_arc = load_synthetic("val", **SMALL, arc_effect=0.0, genre_effect=0.0)
+    row = evaluate_predictions([m.oracle for m in no_arc], no_arc).iloc[0]
+    assert "gap_closed_arousal_genre_arc" not in row.index and "gap_closed_valence_genre" not in row.index
+    assert row["gap_closed_valence_characters"] == pytest.approx(1.0) and row["gap_closed"] == pytest.approx(1.0)
+    # with no memory dependency at all, gap_closed is undefined and left out (model selection then uses the MSE)
+    none = load_synthetic("val", **SMALL, arc_effect=0.0, genre_effect=0.0, character_effect=0.0)
+    row = evaluate_predictions([m.no_memory for m in none], none).iloc[0]
+    assert not any(k.startswith("gap_closed") for k in row.index if not pd.isna(row[k]))
     # selecting one target keeps the masks aligned with the remaining column
     arousal = ds.select_targets(["arousal"])
     np.testing.assert_array_equal(arousal.movies[0].components["arousal_genre_arc"][:, 0],

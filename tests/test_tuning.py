@@ -222,3 +222,15 @@ def test_ablation_summary_statistics():
     assert (row["test_mse_mean"], row["test_mse_std"], row["test_mse_min"], row["test_mse_max"]) == (2.0, 1.0, 1.0, 3.0)
     assert pd.isna(table.iloc[0]["test_mse_std"])
     assert "| 1 | 1 | 5.0000 ± n/a [5.0000, 5.0000] |" in ablate_slots.markdown_table(table, ["test_mse"])
+
+
+def test_objective_falls_back_to_mse_where_memory_has_nothing_to_buy():
+    """gap_closed is undefined where the oracle is no better than the memory-less prediction: a study of such a
+    synthetic set (every cause switched off) optimises the validation MSE, and asking for gap_closed is an error."""
+    base = TrainConfig(**TINY)
+    assert optimize.resolve_objective(base) == ("gap_closed", "maximize")
+    flat = base.update({"dataset_options": {**TINY["dataset_options"], "genre_effect": 0.0, "arc_effect": 0.0,
+                                            "character_effect": 0.0}})
+    assert optimize.resolve_objective(flat) == ("mse", "minimize")
+    with pytest.raises(ValueError, match="no gap"):
+        optimize.resolve_objective(flat, "gap_closed")

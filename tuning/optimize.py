@@ -27,6 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from agents.config import TrainConfig
+from agents.metrics import has_gap
 from tuning.storage import dashboard_command, fail_running_trials, open_study, resolve_storage_url
 
 #: metric -> optimisation direction
@@ -104,7 +105,8 @@ def _jsonable(value):
 def resolve_objective(cfg: TrainConfig, objective: str = "auto") -> Tuple[str, str]:
     """``(metric, direction)`` of a study on ``cfg``'s dataset.
 
-    :param objective: ``"auto"`` (``gap_closed`` when the validation split has an oracle, else ``mse``),
+    :param objective: ``"auto"`` (``gap_closed`` when the validation split has an oracle and memory can beat the
+        memory-less prediction there, else ``mse``),
         ``"gap_closed"`` or ``"mse"``
     :return: e.g. ``("gap_closed", "maximize")``
     """
@@ -115,9 +117,11 @@ def resolve_objective(cfg: TrainConfig, objective: str = "auto") -> Tuple[str, s
 
         val = load_dataset(cfg.dataset, "val", targets=cfg.targets, segment_seconds=cfg.segment_seconds,
                            **cfg.dataset_options)
-        if objective == "gap_closed" and not val.has_oracle:
-            raise ValueError(f"--objective gap_closed: dataset {cfg.dataset} has no oracle; use mse")
-        objective = "gap_closed" if val.has_oracle else "mse"
+        defined = has_gap(val)
+        if objective == "gap_closed" and not defined:
+            raise ValueError(f"--objective gap_closed: dataset {cfg.dataset} has no oracle, or no gap between its "
+                             "oracle and the memory-less prediction on the validation split; use mse")
+        objective = "gap_closed" if defined else "mse"
     return objective, DIRECTIONS[objective]
 
 

@@ -267,6 +267,7 @@ def train_baseline(cfg: TrainConfig, model_name: str, window: int = 64, epochs: 
         raise ValueError(f"{out} already holds a baseline run (model.pt): choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
+    torch.set_num_threads(cfg.threads)  # --threads, as for the RMN: spare threads spin on a shared 2-core host
     set_random_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     device = get_device(cfg.device)
