@@ -51,15 +51,17 @@ class TrainConfig:
     # the share of that top-k write against the full softmax: a number, or [start, end, end_fraction] (linear)
     write_top_k_weight: Any = 1.0
     window: int = 1
-    # the long-range loss: weight, largest write-to-read distance, kind ("credit": the write carried to later
-    # reads along the stored memories; "jump": read right after the write), reads per write (credit), and the
-    # spacing of the read distances (credit: "uniform", "log" or "mixed")
+    # the long-range loss: weight, largest write-to-read distance, kind ("credit": the write carried to sampled
+    # later reads along the stored memories; "adjoint": the same carried to every later read at once, through an
+    # adjoint stored at each refresh; "jump": read right after the write), reads per write (credit), and the
+    # spacing of the read distances ("uniform", "log" or "mixed"; for "adjoint" the weighting of the reads)
     jump_weight: float = 1.0
     jump_distance: int = 400
     jump_mode: str = "credit"
     jump_reads: int = 2
     jump_spacing: str = "mixed"
     jump_positions: str = "mixed"  # positions of the credit loss's writes: "uniform", or "mixed" (half early)
+    adjoint_step: float = 10.0  # "adjoint": trust region, how far (times the adjoint) a write may move per refresh
     # weight of the same step's prediction in training the write (1: the paper), or [start, end, end_fraction]:
     # by default 1 at the start, down linearly to 0.2 at 30 % of the run, then 0.2
     same_step_credit: Any = (1.0, 0.2, 0.3)

@@ -37,7 +37,7 @@ from agents.config import TrainConfig
 from agents.rmn import RMN
 from agents.rmn.buffers import POSITIONS, SPACINGS
 from agents.rmn.networks import check_write_top_k, erase_biases
-from agents.rmn.rmn import JUMP_MODES, weight_schedule
+from agents.rmn.rmn import JUMP_MODES, check_adjoint, weight_schedule
 
 SPLITS = ("train", "val", "test")
 
@@ -83,6 +83,7 @@ def check_config(cfg: TrainConfig) -> None:
     check_choice("jump_mode", cfg.jump_mode, JUMP_MODES)
     check_choice("jump_spacing", cfg.jump_spacing, SPACINGS)
     check_choice("jump_positions", cfg.jump_positions, POSITIONS)
+    check_adjoint(cfg.jump_mode, cfg.jump_weight, cfg.refresh_every, cfg.adjoint_step)
 
 
 def make_env(cfg: TrainConfig, dataset: MovieDataset, encoder: SegmentEncoder, **kwargs) -> LiRISMemoryEnv:
@@ -102,7 +103,7 @@ def make_rmn(cfg: TrainConfig, env: LiRISMemoryEnv, encoder: SegmentEncoder, ten
         train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps, exploration_std=cfg.exploration_std,
         window=cfg.window, jump_weight=cfg.jump_weight, jump_distance=cfg.jump_distance,
         jump_mode=cfg.jump_mode, jump_reads=cfg.jump_reads, jump_spacing=cfg.jump_spacing,
-        jump_positions=cfg.jump_positions,
+        jump_positions=cfg.jump_positions, adjoint_step=cfg.adjoint_step,
         value_scale=cfg.value_scale, same_step_credit=cfg.same_step_credit,
         write_top_k_weight=cfg.write_top_k_weight, refresh_every=cfg.refresh_every,
         refresh_fit=cfg.refresh_fit, reward=cfg.reward, update_thread=cfg.update_thread,

@@ -69,13 +69,20 @@ def test_a_second_run_into_the_same_directory_is_refused(tmp_path):
         train_baseline(cfg, "segment", epochs=1, hidden=8, progress=False)
 
 
-def test_memory_tbptt_uses_the_rmn_policy_modules_and_inference():
-    model = MemoryTBPTT(D_E, 4, 8, 2, net_arch=(16, 16), predictor_hidden=(16,), erase_bias=-2.0)
+@pytest.mark.parametrize("write_top_k", [0, 2])
+def test_memory_tbptt_uses_the_rmn_policy_modules_and_inference(write_top_k):
+    model = MemoryTBPTT(D_E, 4, 8, 2, net_arch=(16, 16), predictor_hidden=(16,), erase_bias=-2.0,
+                        write_top_k=write_top_k)
     assert type(model.actor) is SlotActor and type(model.predictor) is MemoryPredictor
+    if write_top_k:  # the RMN's top-k write: the other slots stay exactly as they were
+        memory = torch.rand(3, 4, 8)
+        _, written = model.step(torch.randn(3, D_E), memory)
+        assert ((written != memory).any(-1).sum(-1) <= write_top_k).all()
     obs = spaces.Dict({"segment": spaces.Box(-np.inf, np.inf, (D_E,), np.float32),
                        "memory": spaces.Box(-np.inf, np.inf, (4, 8), np.float32)})
     act = spaces.Box(-1, 1, (action_dim(4, 8),), np.float32)
-    policy = RMNPolicy(obs, act, lambda _: 1e-3, n_targets=2, net_arch=[16, 16], predictor_hidden=[16])
+    policy = RMNPolicy(obs, act, lambda _: 1e-3, n_targets=2, net_arch=[16, 16], predictor_hidden=[16],
+                       write_top_k=write_top_k)
     # same parameter layout: the BPTT-trained weights load strictly into an RMN policy, and back
     policy.actor.load_state_dict(model.actor.state_dict())
     policy.predictor.load_state_dict(model.predictor.state_dict())

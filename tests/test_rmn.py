@@ -14,6 +14,7 @@ from agents.evaluate import load_model, predict_dataset
 from agents.rmn import RMN
 from agents.rmn.buffers import LabelReplayBuffer
 from agents.rmn.networks import erase_biases
+from agents.rmn.rmn import adjoint_horizons, reverse_adjoint
 from agents.training import CheckpointAndEval, load_splits, train
 from conftest import SMALL_SYNTHETIC
 
@@ -394,6 +395,90 @@ def test_credit_pairs_carry_the_sensitivity_of_the_later_memory_to_the_earlier_o
         tiny_agent(jump_mode="bptt")
 
 
+@pytest.mark.parametrize("spacing", ["uniform", "log", "mixed"])
+def test_reverse_adjoint_sums_every_later_read_with_its_sensitivity_and_weight(spacing):
+    """One backward scan gives ``sum_{j>k} w(j - k) prod_{k<s<=j} keep_s g_j`` (checked term by term)."""
+    g = torch.randn(2, 9, 3, 2, generator=torch.Generator().manual_seed(0))
+    keep = torch.rand(2, 9, 3, 2, generator=torch.Generator().manual_seed(1))
+    horizons, weights = adjoint_horizons(6, spacing)
+    assert weights.sum() == pytest.approx(1.0) and horizons.max() == 6
+    w = lambda distance: sum(wh / h * (1 - 1 / h) ** (distance - 1) for h, wh in zip(horizons, weights))  # noqa: E731
+    expected = torch.zeros_like(g)
+    for k in range(9):
+        for j in range(k + 1, 9):
+            expected[:, k] += w(j - k) * keep[:, k + 1:j + 1].prod(dim=1) * g[:, j]
+    torch.testing.assert_close(reverse_adjoint(g, keep, horizons, weights), expected)
+    assert sum(w(d) for d in range(1, 2000)) == pytest.approx(1.0, abs=1e-6)  # a weighted mean over the reads
+    if spacing != "uniform":
+        assert w(1) > 5 * w(6)  # near reads weigh more, as with log-uniform distances
+
+
+def test_stored_adjoint_is_the_gradient_of_every_later_reads_error_along_the_stored_writes():
+    model = tiny_agent(learning_starts=20, jump_weight=1.0, jump_mode="adjoint", jump_distance=60,
+                       jump_spacing="mixed", refresh_every=100)
+    model.learn(300)  # one whole movie (240 steps) and the start of the next
+    buf = model.replay_buffer
+    model.refresh_memories()  # adjoints of the current predictor (training moved it since the last refresh)
+    whole, running = buf.complete_episodes()
+    assert buf.adjoint_ready[whole].all() and not buf.adjoint_ready[running].any()  # a running movie has no future
+    k = whole[30]
+    later = whole[31:]
+    memory = torch.as_tensor(buf.afterstates[k]).requires_grad_(True)
+    keep = torch.as_tensor(np.exp(buf.log_keep[later] - buf.log_keep[k]))
+    m_j = torch.as_tensor(buf.afterstates[later]) + keep * (memory - memory.detach())
+    error = prediction_error(model.predictor(torch.as_tensor(buf.segments[later]), m_j),
+                             torch.as_tensor(buf.targets[later]), model.reward_error)
+    horizons, weights = adjoint_horizons(60, "mixed")
+    distance = torch.arange(1, len(later) + 1, dtype=torch.float32)[:, None]
+    w = (torch.as_tensor(weights / horizons, dtype=torch.float32)
+         * (1 - 1 / torch.as_tensor(horizons, dtype=torch.float32)) ** (distance - 1)).sum(-1)
+    expected, = torch.autograd.grad((w * error).sum(), memory)
+    np.testing.assert_allclose(buf.adjoint[k], expected.numpy(), rtol=1e-3, atol=1e-7)
+    assert np.abs(buf.adjoint[k]).sum() > 0
+    # the loss carries it into the write: its gradient is A_k dm_k/dtheta, and it samples only whole movies
+    writes = model._long_range_sample(32)
+    assert buf.adjoint_ready[[np.flatnonzero((buf.segments == e).all(-1))[0] for e in writes.segment.numpy()]].all()
+    def write_gradient(loss_of_write):
+        model.actor.zero_grad()
+        m = model._start_memory(writes.prev_memory, writes.starts_movie)
+        loss_of_write(write(m, model.actor(writes.segment, m))).backward()
+        return torch.cat([p.grad.flatten() for p in model.actor.parameters()])
+
+    def adjoint_loss_gradient(samples):
+        model.actor.zero_grad()
+        model._adjoint_loss(samples).backward()
+        return torch.cat([p.grad.flatten() for p in model.actor.parameters()])
+
+    # the stored memories are the current writes (just refreshed): the gradient is exactly A_k dm_k/dtheta
+    linear = write_gradient(lambda m_k: (writes.adjoint * m_k).sum(dim=(-2, -1)).mean())
+    assert linear.abs().sum() > 0
+    torch.testing.assert_close(adjoint_loss_gradient(writes), linear, rtol=1e-3, atol=1e-9)
+    # and the trust region stops pulling once a write has moved adjoint_step * A_k
+    moved_far = writes._replace(memory=writes.memory + model.adjoint_step * writes.adjoint)
+    assert adjoint_loss_gradient(moved_far).abs().max() < 1e-4 * linear.abs().max()
+    with pytest.raises(ValueError, match="refresh_every"):
+        tiny_agent(jump_weight=1.0, jump_mode="adjoint", refresh_every=0)
+    with pytest.raises(ValueError, match="adjoint_step"):
+        tiny_agent(jump_weight=1.0, jump_mode="adjoint", refresh_every=100, adjoint_step=0)
+
+
+def test_a_replay_saved_before_the_adjoint_loss_still_loads_and_resumes(tmp_path):
+    """Checkpoints written by earlier versions (no adjoint store in the pickled buffer) load, train and refresh."""
+    import pickle
+
+    model = tiny_agent(learning_starts=20, jump_weight=1.0, jump_mode="adjoint", jump_distance=60, refresh_every=50)
+    model.learn(260)
+    old = model.replay_buffer
+    del old.adjoint, old.adjoint_ready  # what an earlier version pickled
+    (tmp_path / "replay.pkl").write_bytes(pickle.dumps(old))
+    model.load_replay_buffer(tmp_path / "replay.pkl")
+    buf = model.replay_buffer
+    assert buf.adjoint is None and not buf.adjoint_ready.any() and buf.size() == 260
+    model.learn(100, reset_num_timesteps=False)  # stores adjoints again at its first update
+    whole = buf.complete_episodes()[0]
+    assert buf.adjoint_ready[whole].all() and np.abs(buf.adjoint[whole]).sum() > 0
+
+
 def test_same_step_credit_scales_what_the_immediate_reward_teaches_the_write():
     model = tiny_agent(jump_distance=60)
     model.learn(300)
@@ -549,12 +634,14 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "learning_rat" in err[0] and "bad.json" in err[0]
     # the agent's settings are checked before the data is loaded and the encoder pretrained
-    for field, value, message in [("write_top_k", -1, "write_top_k must be a whole number >= 0"),
-                                  ("write_top_k_weight", [0, 1.5, 0.3], "write_top_k_weight: give a number"),
-                                  ("same_step_credit", 2, "same_step_credit: give a number"),
-                                  ("jump_spacing", "linear", "jump_spacing must be one of"),
-                                  ("erase_bias", [0, -1, -2], "erase_bias: give one number")]:
-        bad.write_text(json.dumps({field: value}))
+    for fields, message in [({"write_top_k": -1}, "write_top_k must be a whole number >= 0"),
+                            ({"write_top_k_weight": [0, 1.5, 0.3]}, "write_top_k_weight: give a number"),
+                            ({"same_step_credit": 2}, "same_step_credit: give a number"),
+                            ({"jump_spacing": "linear"}, "jump_spacing must be one of"),
+                            ({"erase_bias": [0, -1, -2]}, "erase_bias: give one number"),
+                            ({"adjoint_step": 0}, "adjoint_step must be > 0"),
+                            ({"jump_mode": "adjoint", "refresh_every": 0}, "jump_mode='adjoint' stores")]:
+        bad.write_text(json.dumps(fields))
         code = run_cli(train_ddpg.main, ["--config", str(bad), "--dataset", str(tmp_path / "missing"),
                                          "--out", str(tmp_path / "r3")])
         err = capsys.readouterr().err.strip().splitlines()

@@ -127,6 +127,7 @@ class MemoryTBPTT(SequenceModel):
     :param erase_bias: initial erase-gate logit bias of the write network (one value, ``[first, last]`` or per dim)
     :param input_bias: initial input-gate logit bias of the write network
     :param coupled_gates: the write network uses its erase gate as input gate (as the RMN's ``coupled_gates``)
+    :param write_top_k: write only the ``k`` most attended slots (as the RMN's ``write_top_k``; 0: every slot)
     """
 
     name = "memory_tbptt"
@@ -135,16 +136,17 @@ class MemoryTBPTT(SequenceModel):
     def __init__(self, embed_dim: int, n_slots: int, memory_dim: int, n_targets: int,
                  net_arch: Sequence[int] = (64, 64), predictor_hidden: Sequence[int] = (64,), read_heads: int = 1,
                  erase_bias: Any = 0.0, input_bias: float = 0.0, coupled_gates: bool = False,
-                 read_key_dim: int = 0) -> None:
+                 read_key_dim: int = 0, write_top_k: int = 0) -> None:
         super().__init__()
         self._config = dict(embed_dim=int(embed_dim), n_slots=int(n_slots), memory_dim=int(memory_dim),
                             n_targets=int(n_targets), net_arch=[int(h) for h in net_arch],
                             predictor_hidden=[int(h) for h in predictor_hidden], read_heads=int(read_heads),
                             erase_bias=erase_biases(erase_bias, memory_dim), input_bias=float(input_bias),
-                            coupled_gates=bool(coupled_gates), read_key_dim=int(read_key_dim))
+                            coupled_gates=bool(coupled_gates), read_key_dim=int(read_key_dim),
+                            write_top_k=int(write_top_k))
         gates = {"coupled_gates": True} if coupled_gates else {}  # only passed when used
         self.actor = SlotActor(embed_dim, n_slots, memory_dim, list(net_arch), self._config["erase_bias"], input_bias,
-                               **gates)
+                               write_top_k=int(write_top_k), **gates)
         self.predictor = MemoryPredictor(embed_dim, n_slots, memory_dim, n_targets, hidden=list(predictor_hidden),
                                          read_heads=read_heads, key_dim=int(read_key_dim))
 
@@ -242,7 +244,8 @@ class WindowTransformer(SequenceModel):
 def build_model(name: str, embed_dim: int, n_targets: int, window: int = 64, hidden: int = 64,
                 n_slots: int = 10, memory_dim: int = 32, net_arch: Sequence[int] = (64, 64),
                 predictor_hidden: Sequence[int] = (64,), read_heads: int = 1, erase_bias: Any = 0.0,
-                input_bias: float = 0.0, coupled_gates: bool = False, read_key_dim: int = 0) -> SequenceModel:
+                input_bias: float = 0.0, coupled_gates: bool = False, read_key_dim: int = 0,
+                write_top_k: int = 0) -> SequenceModel:
     """A baseline by name (one of :data:`MODEL_NAMES`).
 
     :param window: the transformer's input window (the recurrent models' TBPTT window is a training option)
@@ -251,6 +254,7 @@ def build_model(name: str, embed_dim: int, n_targets: int, window: int = 64, hid
     :param memory_dim: slot size (``memory_tbptt``)
     :param net_arch: write network hidden sizes (``memory_tbptt``, as the RMN's actor)
     :param predictor_hidden: predictor hidden sizes (``memory_tbptt``, as the RMN's predictor)
+    :param write_top_k: slots written per step (``memory_tbptt``, as the RMN's; 0: every slot)
     """
     if name == "segment":
         return SegmentRegressor(embed_dim, n_targets, (hidden, hidden))
@@ -258,7 +262,7 @@ def build_model(name: str, embed_dim: int, n_targets: int, window: int = 64, hid
         return LSTMBaseline(embed_dim, n_targets, hidden)
     if name == "memory_tbptt":
         return MemoryTBPTT(embed_dim, n_slots, memory_dim, n_targets, net_arch, predictor_hidden, read_heads,
-                           erase_bias, input_bias, coupled_gates, read_key_dim)
+                           erase_bias, input_bias, coupled_gates, read_key_dim, write_top_k)
     if name == "transformer":
         return WindowTransformer(embed_dim, n_targets, window=window, d_model=hidden)
     raise ValueError(f"unknown baseline model {name!r}; choose one of {MODEL_NAMES}")

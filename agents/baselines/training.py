@@ -232,7 +232,8 @@ def make_baseline(cfg: TrainConfig, model_name: str, embed_dim: int, n_targets: 
                        n_slots=cfg.n_slots, memory_dim=cfg.memory_dim, net_arch=cfg.net_arch,
                        predictor_hidden=cfg.predictor_hidden, read_heads=cfg.read_heads,
                        erase_bias=cfg.erase_bias, input_bias=cfg.input_bias,
-                       coupled_gates=bool(getattr(cfg, "coupled_gates", False)), read_key_dim=cfg.read_key_dim)
+                       coupled_gates=bool(getattr(cfg, "coupled_gates", False)), read_key_dim=cfg.read_key_dim,
+                       write_top_k=cfg.write_top_k)
 
 
 def train_baseline(cfg: TrainConfig, model_name: str, window: int = 64, epochs: int = 30, hidden: int = 64,

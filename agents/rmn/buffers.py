@@ -71,6 +71,16 @@ class CreditSamples(NamedTuple):
     distance: torch.Tensor  # (B, J) j - k (0 where not valid)
 
 
+class AdjointSamples(NamedTuple):
+    """Write steps ``k`` with the stored adjoint: how the later reads' error changes with ``m_k``."""
+
+    segment: torch.Tensor  # (B, d_e) e_k
+    prev_memory: torch.Tensor  # (B, N, d) m_{k-1} as stored
+    starts_movie: torch.Tensor  # (B,) bool: k is the movie's first step (use the live m0)
+    memory: torch.Tensor  # (B, N, d) m_k as stored
+    adjoint: torch.Tensor  # (B, N, d) sum_{j>k} w_{j-k} * dm_j/dm_k * d error_j / dm_j, as of the last refresh
+
+
 class LabelReplayBuffer(BaseBuffer):
     """Ordered replay of afterstates and labels for the RMN agent (``n_envs`` must be 1).
 
@@ -97,7 +107,18 @@ class LabelReplayBuffer(BaseBuffer):
         # log_keep[p] = sum_{s <= t} log(1 - att_s * erase_s): how much of m_0's content survives in m_t, per
         # value; differences give the sensitivity dm_j / dm_k of the write's linear path
         self.log_keep = np.zeros((buffer_size, *mem_shape), np.float32)
+        # adjoint[p]: the gradient of the later reads' weighted error with respect to m_t (set by the agent's
+        # refresh, for whole stored movies only; allocated on first use), valid where adjoint_ready
+        self.adjoint: Optional[np.ndarray] = None
+        self.adjoint_ready = np.zeros(buffer_size, bool)
         self._episode = 0
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle, giving a buffer saved before the adjoint loss existed an empty adjoint store (resumable runs)."""
+        state.setdefault("adjoint", None)
+        if "adjoint_ready" not in state:
+            state["adjoint_ready"] = np.zeros(state["buffer_size"], bool)
+        self.__dict__.update(state)
 
     def add(self, obs: dict, next_obs: dict, action: np.ndarray, reward: np.ndarray, done: np.ndarray,
             infos: list) -> None:
@@ -114,6 +135,7 @@ class LabelReplayBuffer(BaseBuffer):
         self.t[p] = int(info["t"])
         self.episode[p] = self._episode
         self.dones[p] = float(done[0])
+        self.adjoint_ready[p] = False
         parts = decode_action(np.asarray(action, np.float32).reshape(-1), *self.afterstates.shape[1:])
         prev = (p - 1) % self.buffer_size
         carried = self.log_keep[prev] if self.t[p] > 0 and self.episode[prev] == self._episode else 0.0
@@ -244,6 +266,27 @@ class LabelReplayBuffer(BaseBuffer):
             valid=self.to_torch(valid.astype(np.float32)),
             distance=torch.as_tensor(self.t[j] - self.t[k][:, None], device=self.device),
         )
+
+    def store_adjoint(self, rows: np.ndarray, adjoint: np.ndarray) -> None:
+        """Store the adjoints ``(P, N, d)`` of the buffer rows ``rows`` (one whole movie's) and mark them ready."""
+        if self.adjoint is None:
+            self.adjoint = np.zeros_like(self.afterstates)
+        self.adjoint[rows] = adjoint
+        self.adjoint_ready[rows] = True
+
+    def sample_adjoint(self, batch_size: int, positions: str = "uniform") -> AdjointSamples:
+        """``batch_size`` write steps ``k`` among those with a stored adjoint, placed as in :meth:`sample_credit`
+        (``positions``), with what re-running the write needs, the stored ``m_k`` and the adjoint."""
+        check_choice("positions", positions, POSITIONS)
+        ready = np.flatnonzero(self.adjoint_ready[:self.size()])
+        if len(ready) == 0:
+            raise RuntimeError("no stored step has an adjoint yet: the agent's refresh computes them")
+        k = ready[np.random.randint(0, len(ready), size=batch_size)]
+        if positions == "mixed":
+            moved = self._move_earlier(k, np.random.random(len(k)) < 0.5)
+            k = np.where(self.adjoint_ready[moved], moved, k)
+        return AdjointSamples(**self._write_inputs(k), memory=self.to_torch(self.afterstates[k]),
+                              adjoint=self.to_torch(self.adjoint[k]))
 
     def _move_earlier(self, k: np.ndarray, move: np.ndarray) -> np.ndarray:
         """Each ``k[move]`` replaced by a step of its movie at ``t' = floor((t + 1) ** U) - 1``, ``U ~ U[0, 1)``
