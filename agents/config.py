@@ -51,26 +51,28 @@ class TrainConfig:
     # the share of that top-k write against the full softmax: a number, or [start, end, end_fraction] (linear)
     write_top_k_weight: Any = 1.0
     window: int = 1
-    # the long-range loss: weight, largest write-to-read distance, kind ("credit": the write carried to sampled
-    # later reads along the stored memories; "adjoint": the same carried to every later read at once, through an
-    # adjoint stored at each refresh; "jump": read right after the write), reads per write (credit), and the
-    # spacing of the read distances ("uniform", "log" or "mixed"; for "adjoint" the weighting of the reads)
-    jump_weight: float = 1.0
+    # the long-range loss: weight, largest write-to-read distance, kind ("adjoint": the write carried to every
+    # later read of its movie at once, through an adjoint stored at each refresh; "credit": the same carried to
+    # jump_reads sampled later reads along the stored memories; "jump": read right after the write), and the
+    # weighting of the reads' distances ("uniform", "log" or "mixed"; for "credit" their sampling)
+    jump_weight: float = 10.0
     jump_distance: int = 400
-    jump_mode: str = "credit"
+    jump_mode: str = "adjoint"
     jump_reads: int = 2
-    jump_spacing: str = "mixed"
-    jump_positions: str = "mixed"  # positions of the credit loss's writes: "uniform", or "mixed" (half early)
-    adjoint_step: float = 10.0  # "adjoint": trust region, how far (times the adjoint) a write may move per refresh
+    jump_spacing: str = "uniform"
+    jump_positions: str = "mixed"  # positions of the long-range loss's writes: "uniform", or "mixed" (half early)
+    adjoint_step: float = 100.0  # "adjoint": trust region, how far (times the adjoint) a write may move per refresh
     # weight of the same step's prediction in training the write (1: the paper), or [start, end, end_fraction]:
     # by default 1 at the start, down linearly to 0.2 at 30 % of the run, then 0.2
     same_step_credit: Any = (1.0, 0.2, 0.3)
     value_scale: float = 0.01
     reward: str = "mae+mse"  # the error whose negative is the reward: "mae" (the paper), "mse" or "mae+mse"
-    # recompute the stored memories every this many updates (and before each validation: with eval_every /
-    # train_freq = 1,250 the two coincide), then train the predictor alone for refresh_fit steps on them
-    refresh_every: int = 1250
-    refresh_fit: int = 500
+    # every refresh_every updates recompute the stored memories of refresh_movies replayed movies drawn at random
+    # (0: all), store their adjoints and train the predictor alone for refresh_fit steps on them; before each
+    # validation every movie is recomputed
+    refresh_every: int = 25
+    refresh_fit: int = 10
+    refresh_movies: int = 8
     paper_faithful: bool = False
     # bookkeeping
     seed: int = 0
@@ -95,6 +97,7 @@ class TrainConfig:
         self.write_top_k = 0
         self.same_step_credit = 1.0
         self.window, self.jump_weight, self.value_scale, self.refresh_every, self.refresh_fit = 1, 0.0, 1.0, 0, 0
+        self.refresh_movies = 0
         self.train_freq = 1
         self.reward = "mae"
         self.final_learning_rate = None

@@ -106,7 +106,8 @@ def make_rmn(cfg: TrainConfig, env: LiRISMemoryEnv, encoder: SegmentEncoder, ten
         jump_positions=cfg.jump_positions, adjoint_step=cfg.adjoint_step,
         value_scale=cfg.value_scale, same_step_credit=cfg.same_step_credit,
         write_top_k_weight=cfg.write_top_k_weight, refresh_every=cfg.refresh_every,
-        refresh_fit=cfg.refresh_fit, reward=cfg.reward, update_thread=cfg.update_thread,
+        refresh_fit=cfg.refresh_fit, refresh_movies=cfg.refresh_movies, reward=cfg.reward,
+        update_thread=cfg.update_thread,
         tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, seed=cfg.seed, device=cfg.device,
     )
     model.policy.encoder.load_state_dict(encoder.state_dict())

@@ -6,11 +6,16 @@ Each measurement runs in a fresh Python process (so one measurement's allocation
 peak) on one synthetic movie of ``length`` segments, with one torch thread, and reports:
 
 * ``update_s``: wall time of one training update. RMN: one afterstate update (critic + actor + predictor on
-  a replay minibatch; the median over 5 blocks of ``rmn_updates / 5`` updates) after streaming the whole
-  movie through the env into a replay buffer of fixed size; BPTT models: one forward + backward + Adam step
-  through the whole movie (one timed run, after a short warm-up).
+  a replay minibatch, and the long-range loss; the median over 5 blocks of ``rmn_updates / 5`` updates) after
+  streaming the whole movie through the env into a replay buffer of fixed size that holds the longest movie
+  whole (the adjoint loss replays whole movies); BPTT models: one forward + backward + Adam step through the
+  whole movie (one timed run, after a short warm-up).
+* ``refresh_s`` (RMN): one periodic refresh (the movie's memories recomputed with the current writer, its
+  adjoints, the predictor's catch-up steps), which the recipe runs every ``refresh_every`` updates. It runs
+  along the movie, so its time grows with the length; its autograd graph does not (chunks of steps).
 * ``movie_epoch_s``: time to train once over the movie. BPTT: the update itself. RMN (``train_freq=1``):
-  the measured time to stream the movie through the env plus ``length x update_s``.
+  the measured time to stream the movie through the env plus ``length x (update_s + refresh_s /
+  refresh_every)``.
 * ``saved_mib``: bytes autograd saves for backward in one update (distinct storages, via
   ``torch.autograd.graph.saved_tensors_hooks``): the activation memory that BPTT keeps for every step.
 * ``peak_rss_mib``: peak resident memory of the whole process (``getrusage``), i.e. Python, torch, the
@@ -42,8 +47,8 @@ REPO = Path(__file__).resolve().parents[1]
 class ScalingSettings:
     """Sizes shared by every measurement (the RMN's defaults: 10 slots of 32, slot MLPs of 64 x 64).
 
-    :param buffer_size: the RMN's replay size in steps (a fixed hyperparameter; ``None`` = the shortest
-        length, so the buffer is full at every length)
+    :param buffer_size: the RMN's replay size in steps (a fixed hyperparameter; ``None`` = the longest
+        length, so the replay holds the movie whole at every length, as the adjoint loss needs)
     :param rmn_updates: timed RMN updates (in 5 blocks; the median block's time per update is reported)
     """
 
@@ -74,8 +79,8 @@ def _config(s: ScalingSettings, length: int):
     buffer = int(s.buffer_size or length)
     return TrainConfig(n_slots=s.n_slots, memory_dim=s.memory_dim, net_arch=tuple(s.net_arch),
                        predictor_hidden=tuple(s.predictor_hidden), batch_size=s.batch_size, buffer_size=buffer,
-                       timesteps=int(length), learning_starts=int(length) + 1, encoder="pooling", device="cpu",
-                       seed=s.seed, eval_every=0, checkpoint_every=0, **s.extra)
+                       timesteps=max(int(length), buffer), learning_starts=int(length) + 1, encoder="pooling",
+                       device="cpu", seed=s.seed, eval_every=0, checkpoint_every=0, **s.extra)
 
 
 def measure(method: str, length: int, settings: Optional[ScalingSettings] = None) -> dict:
@@ -106,6 +111,9 @@ def measure(method: str, length: int, settings: Optional[ScalingSettings] = None
         stream_s = time.perf_counter() - t0
         model.train(1, cfg.batch_size)  # warm-up (optimizer state, allocator)
         row["rss_before_mib"] = current_rss_mib()
+        t0 = time.perf_counter()
+        model.refresh(movies=cfg.refresh_movies)  # the periodic refresh, timed on its own
+        row["refresh_s"] = time.perf_counter() - t0
         blocks = []
         per_block = max(1, s.rmn_updates // 5)
         for _ in range(max(1, s.rmn_updates // per_block)):
@@ -113,9 +121,10 @@ def measure(method: str, length: int, settings: Optional[ScalingSettings] = None
             model.train(per_block, cfg.batch_size)
             blocks.append((time.perf_counter() - t0) / per_block)
         row["update_s"] = float(np.median(blocks))  # robust to other processes sharing the cores
-        row["movie_epoch_s"] = stream_s + length * row["update_s"]
+        row["movie_epoch_s"] = stream_s + length * (row["update_s"] + row["refresh_s"] / max(cfg.refresh_every, 1))
         row["peak_rss_mib"] = peak_rss_mib()
         model.update_thread = False  # saved-tensor hooks see one thread: run the whole (same) update in this one
+        model._last_refresh = model._n_updates  # a plain update: the refresh was measured above
         with SavedTensorMeter() as meter:
             model.train(1, cfg.batch_size)
         row["saved_mib"] = meter.mib
@@ -147,6 +156,7 @@ def measure(method: str, length: int, settings: Optional[ScalingSettings] = None
         del loss
         row["saved_mib"] = meter.mib
         row["buffer_steps"] = 0
+        row["refresh_s"] = float("nan")
     return row
 
 
@@ -181,13 +191,13 @@ def run_memory_scaling(lengths: Sequence[int], methods: Sequence[str] = METHODS,
     """
     s = settings or ScalingSettings()
     if s.buffer_size is None:
-        s = ScalingSettings(**{**asdict(s), "buffer_size": int(min(lengths))})
+        s = ScalingSettings(**{**asdict(s), "buffer_size": int(max(lengths))})
     rows = []
     jobs = [(m, n) for m in methods for n in lengths]
     for method, length in tqdm(jobs, desc="memory scaling", disable=not progress):
         rows.append(measure_isolated(method, length, s) if isolate else measure(method, length, s))
-    cols = ["method", "length", "update_s", "update_x", "movie_epoch_s", "saved_mib", "saved_x", "peak_rss_mib",
-            "peak_rss_x", "rss_before_mib", "buffer_steps"]
+    cols = ["method", "length", "update_s", "update_x", "refresh_s", "movie_epoch_s", "saved_mib", "saved_x",
+            "peak_rss_mib", "peak_rss_x", "rss_before_mib", "buffer_steps"]
     return add_ratios(pd.DataFrame(rows))[cols].reset_index(drop=True)
 
 

@@ -69,13 +69,14 @@ def test_memory_scaling_table_and_what_grows(tmp_path):
     s = ScalingSettings(n_slots=3, memory_dim=4, net_arch=(8, 8), predictor_hidden=(8,), lstm_hidden=8,
                         batch_size=8, rmn_updates=2)
     df = run_memory_scaling([40, 120], settings=s, isolate=False, progress=False)
-    assert list(df.columns) == ["method", "length", "update_s", "update_x", "movie_epoch_s", "saved_mib", "saved_x",
-                                "peak_rss_mib", "peak_rss_x", "rss_before_mib", "buffer_steps"]
+    assert list(df.columns) == ["method", "length", "update_s", "update_x", "refresh_s", "movie_epoch_s", "saved_mib",
+                                "saved_x", "peak_rss_mib", "peak_rss_x", "rss_before_mib", "buffer_steps"]
     assert list(df["method"]) == [m for m in METHODS for _ in range(2)]
     by = {(r.method, r.length): r for r in df.itertuples()}
     # an RMN update saves the same tensors whatever the movie's length; full BPTT saves every step
     assert by["rmn", 120].saved_mib == pytest.approx(by["rmn", 40].saved_mib, rel=1e-6)
-    assert by["rmn", 40].buffer_steps == by["rmn", 120].buffer_steps == 40
+    assert by["rmn", 40].buffer_steps == by["rmn", 120].buffer_steps == 120  # the longest movie fits whole
+    assert by["rmn", 40].refresh_s > 0 and np.isnan(by["lstm_bptt", 40].refresh_s)
     for m in ("lstm_bptt", "memory_bptt"):
         assert by[m, 120].saved_x > 2.0
     assert (df["update_x"][df["length"] == 40] == 1.0).all()

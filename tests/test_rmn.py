@@ -15,7 +15,7 @@ from agents.rmn import RMN
 from agents.rmn.buffers import LabelReplayBuffer
 from agents.rmn.networks import erase_biases
 from agents.rmn.rmn import adjoint_horizons, reverse_adjoint
-from agents.training import CheckpointAndEval, load_splits, train
+from agents.training import CheckpointAndEval, build_encoder, load_splits, make_env, make_rmn, train
 from conftest import SMALL_SYNTHETIC
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -319,6 +319,40 @@ def test_refresh_lets_the_predictor_catch_up_with_the_writer_and_leaves_the_writ
     assert TrainConfig().refresh_fit > 0 and TrainConfig().apply_paper_faithful().refresh_fit == 0
 
 
+def test_a_partial_refresh_recomputes_only_its_drawn_movies_and_the_samplers_keep_to_them(tmp_path):
+    model = tiny_agent(learning_starts=20, jump_weight=1.0, jump_mode="adjoint", jump_distance=60,
+                       refresh_every=10 ** 6, refresh_movies=1)
+    model.learn(800)  # three whole movies (240 steps each) and the start of a fourth
+    buf = model.replay_buffer
+    episodes = buf.complete_episodes()
+    assert [len(e) for e in episodes] == [240, 240, 240, 80]
+    stale = buf.afterstates.copy()
+    with torch.no_grad():  # a writer that changed since the memories were stored
+        model.actor.head.bias.add_(0.3)
+    assert model.refresh_memories(movies=2) == 480
+    changed = [not np.allclose(buf.afterstates[e], stale[e]) for e in episodes]
+    assert sum(changed) == 2 and not changed[3]  # two whole movies drawn; the running one is never drawn
+    drawn = np.concatenate([e for e, c in zip(episodes, changed) if c])
+    assert set(model._refreshed_rows) == set(drawn) == set(np.flatnonzero(buf.adjoint_ready))  # adjoints: fresh only
+    assert set(buf._valid_starts(1, 500, among=model._refreshed_rows)) <= set(drawn)  # the catch-up's windows
+    assert model.refresh(fit_steps=5, movies=1)["refreshed_steps"] == 240
+    assert model.refresh(fit_steps=0)["refreshed_steps"] == 800 and model._refreshed_rows is None  # all: validation
+    assert buf.adjoint_ready[np.concatenate(episodes[:3])].all()
+
+    calls = []  # the periodic refresh in training draws refresh_movies movies
+    model.refresh_memories = lambda **kw: calls.append(kw) or RMN.refresh_memories(model, **kw)
+    model.refresh_every = 2
+    model.train(gradient_steps=4, batch_size=16)
+    assert calls == [{"movies": 1}, {"movies": 1}]
+    with pytest.raises(ValueError, match="refresh_movies"):
+        tiny_agent(refresh_movies=-1)
+    # and the config's field reaches the agent
+    cfg = TrainConfig(**{**TINY, "refresh_movies": 3, "out": str(tmp_path / "run")})
+    data = load_splits(cfg)
+    encoder = build_encoder(cfg, data, tmp_path, progress=False)
+    assert make_rmn(cfg, make_env(cfg, data["train"], encoder), encoder, None).refresh_movies == 3
+
+
 def test_every_validation_reads_with_a_predictor_in_step_with_its_writer(tmp_path):
     """The training loop refreshes (and fits) the RMN before each evaluation, and calls ``on_eval`` after it."""
     calls = []
@@ -413,7 +447,8 @@ def test_reverse_adjoint_sums_every_later_read_with_its_sensitivity_and_weight(s
         assert w(1) > 5 * w(6)  # near reads weigh more, as with log-uniform distances
 
 
-def test_stored_adjoint_is_the_gradient_of_every_later_reads_error_along_the_stored_writes():
+def test_stored_adjoint_is_the_gradient_of_every_later_reads_error_along_the_stored_writes(monkeypatch):
+    monkeypatch.setattr("agents.rmn.rmn.ADJOINT_CHUNK", 50)  # the error gradients in chunks across the movie
     model = tiny_agent(learning_starts=20, jump_weight=1.0, jump_mode="adjoint", jump_distance=60,
                        jump_spacing="mixed", refresh_every=100)
     model.learn(300)  # one whole movie (240 steps) and the start of the next

@@ -147,12 +147,13 @@ class LabelReplayBuffer(BaseBuffer):
             self.full, self.pos = True, 0
 
     # ---- sampling ----------------------------------------------------------------------------------------
-    def _valid_starts(self, length: int, n: int) -> np.ndarray:
-        """``n`` start indices whose window of ``length`` steps lies inside one stored movie stretch."""
+    def _valid_starts(self, length: int, n: int, among: Optional[np.ndarray] = None) -> np.ndarray:
+        """``n`` start indices whose window of ``length`` steps lies inside one stored movie stretch (drawn from the
+        rows ``among`` when given, else from every stored row)."""
         size = self.size()
         out = np.empty(0, np.int64)
         for _ in range(100):
-            cand = np.random.randint(0, size, size=2 * n + 8)
+            cand = np.random.randint(0, size, size=2 * n + 8) if among is None else np.random.choice(among, 2 * n + 8)
             ok = self._window_ok(cand, length)
             out = np.concatenate([out, cand[ok]])
             if len(out) >= n:
@@ -189,9 +190,10 @@ class LabelReplayBuffer(BaseBuffer):
                     prev_memory=self.to_torch(self.afterstates[(k - 1) % self.buffer_size]),
                     starts_movie=torch.as_tensor(self.t[k] == 0, device=self.device))
 
-    def sample_windows(self, batch_size: int, length: int = 1) -> WindowSamples:
-        """``batch_size`` windows of ``length`` consecutive steps (``length = 1``: plain one-step samples)."""
-        start = self._valid_starts(length, batch_size)
+    def sample_windows(self, batch_size: int, length: int = 1, among: Optional[np.ndarray] = None) -> WindowSamples:
+        """``batch_size`` windows of ``length`` consecutive steps (``length = 1``: plain one-step samples), starting
+        at rows ``among`` when given (e.g. those of the movies just refreshed)."""
+        start = self._valid_starts(length, batch_size, among)
         steps = (start[:, None] + np.arange(length + 1)[None, :]) % self.buffer_size  # (B, L + 1)
         dones = self.dones[steps[:, :length]]
         alive = np.concatenate([np.ones((len(start), 1), np.float32),

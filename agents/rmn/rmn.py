@@ -39,6 +39,7 @@ from agents.rmn.policies import RMNPolicy
 
 PAPER_NOISE_STD = 0.05 ** 0.5  # the paper's exploration: variance 0.05 on each action part
 JUMP_MODES = ("credit", "jump", "adjoint")
+ADJOINT_CHUNK = 256  # steps per predictor backward pass when a refresh computes the error gradients of a movie
 
 
 def adjoint_horizons(max_distance: int, spacing: str) -> tuple[np.ndarray, np.ndarray]:
@@ -140,6 +141,11 @@ class RMN(DDPG):
     :param refresh_fit: after each refresh, the predictor (with the writer fixed) takes this many gradient steps
         on the refreshed memories (0 = none): between refreshes the writer drifts while the predictor is trained
         on memories the writer no longer makes, and a predictor that lags the writer reads its memory wrongly
+    :param refresh_movies: how many stored movies each periodic refresh recomputes (0 = every one): a random
+        draw of that many whole movies, from which the adjoint loss's writes and the predictor's catch-up steps
+        are then drawn until the next refresh. The refresh then costs the same for any replay size, so it can
+        run every few updates and the adjoints the writer follows are never more than ``refresh_every`` updates
+        old. The refresh before each validation still recomputes every movie
     :param reward: the error whose negative is the reward, recomputed at update time and used by the
         long-range loss too: ``"mae"`` (the paper), ``"mse"`` or ``"mae+mse"`` (the project's recipe; see
         :func:`affect_env.memory.prediction_error`)
@@ -197,6 +203,7 @@ class RMN(DDPG):
         update_thread: bool = True,
         refresh_every: int = 0,
         refresh_fit: int = 0,
+        refresh_movies: int = 0,
         reward: str = "mae",
         tensorboard_log: Optional[str] = None,
         policy_kwargs: Optional[dict[str, Any]] = None,
@@ -231,7 +238,11 @@ class RMN(DDPG):
         self.update_thread = bool(update_thread)
         self._worker: Optional[ThreadPoolExecutor] = None
         self.refresh_every, self.refresh_fit = int(refresh_every), int(refresh_fit)
+        if refresh_movies < 0:
+            raise ValueError(f"refresh_movies must be >= 0 (0 = every stored movie), got {refresh_movies}")
+        self.refresh_movies = int(refresh_movies)
         self._last_refresh = 0  # update count of the last refresh
+        self._refreshed_rows: Optional[np.ndarray] = None  # buffer rows of the last partial refresh (None: all)
         self.reward_error = check_reward_error(reward)
         self.noise_rng = np.random.default_rng(seed)  # exploration noise
         if _init_setup_model:
@@ -266,7 +277,7 @@ class RMN(DDPG):
         self.replay_buffer = buffer
 
     def _excluded_save_params(self) -> list[str]:
-        return super()._excluded_save_params() + ["predictor", "_np_actor", "_worker"]
+        return super()._excluded_save_params() + ["predictor", "_np_actor", "_worker", "_refreshed_rows"]
 
     # ---- exploration: the paper's per-part noise ---------------------------------------------------------
     def _sample_action(self, learning_starts: int, action_noise=None, n_envs: int = 1) -> tuple:
@@ -440,16 +451,24 @@ class RMN(DDPG):
         loss = (writes.adjoint * moved).sum(dim=(-2, -1)) + moved.square().sum(dim=(-2, -1)) / (2 * self.adjoint_step)
         return loss.mean()
 
-    def refresh_memories(self, batch_movies: int = 64) -> int:
+    def refresh_memories(self, batch_movies: int = 64, movies: int = 0) -> int:
         """Recompute the stored afterstates and sensitivities of every complete stored movie with the current actor
         (and, for the adjoint loss, the adjoints of every whole one; steps of any other movie lose theirs).
 
         Groups of ``batch_movies`` movies run as batches, alternately in the worker thread (with ``update_thread``)
         and in this one; each group writes only its own movies' rows.
 
+        :param movies: recompute only this many whole stored movies, drawn at random (0 = every complete one);
+            their rows are kept in ``_refreshed_rows`` for the samplers until the next refresh
         :return: the number of refreshed steps
         """
         episodes = self.replay_buffer.complete_episodes()
+        self._refreshed_rows = None
+        if movies:
+            whole = [g for g in episodes if self.replay_buffer.dones[g[-1]] > 0]
+            if len(whole) > movies:
+                episodes = [whole[i] for i in np.random.choice(len(whole), size=movies, replace=False)]
+                self._refreshed_rows = np.concatenate(episodes)
         episodes.sort(key=len)
         if self.jump_mode == "adjoint":  # before the threads: allocate, and forget what is not refreshed now
             if self.replay_buffer.adjoint is None:
@@ -493,30 +512,36 @@ class RMN(DDPG):
         targets = torch.as_tensor(buf.targets[idx], device=self.device)
         real = torch.as_tensor(np.arange(idx.shape[1])[None, :] < np.array([len(g) for g in group])[:, None],
                                dtype=after.dtype, device=self.device)
-        with torch.enable_grad():
-            memory = after.detach().requires_grad_(True)
-            y = self.predictor(segments.flatten(0, 1), memory.flatten(0, 1))
-            error = prediction_error(y, targets.flatten(0, 1), self.reward_error).view_as(real)
-            grads, = torch.autograd.grad((error * real).sum(), memory)
+        grads = torch.empty_like(after)
+        for t in range(0, after.shape[1], ADJOINT_CHUNK):  # each step's error depends on its own memory only: a
+            chunk = slice(t, t + ADJOINT_CHUNK)  # graph of a few hundred steps at a time, whatever the movie's length
+            with torch.enable_grad():
+                memory = after[:, chunk].detach().requires_grad_(True)
+                y = self.predictor(segments[:, chunk].flatten(0, 1), memory.flatten(0, 1))
+                error = prediction_error(y, targets[:, chunk].flatten(0, 1), self.reward_error).view_as(real[:, chunk])
+                grads[:, chunk], = torch.autograd.grad((error * real[:, chunk]).sum(), memory)
         horizons, weights = adjoint_horizons(self.jump_distance, self.jump_spacing)
         return reverse_adjoint(grads, torch.exp(log_keep), horizons, weights).cpu().numpy()
 
-    def refresh(self, fit_steps: Optional[int] = None) -> dict:
+    def refresh(self, fit_steps: Optional[int] = None, movies: int = 0) -> dict:
         """Recompute the stored memories with the current writer, then let the predictor catch up with it.
 
-        Called every ``refresh_every`` updates, and by the training loop before each validation, so that every
-        evaluated (and selected) model reads memories the way its own writer makes them.
+        Called every ``refresh_every`` updates (with ``movies=refresh_movies``), and by the training loop before
+        each validation (every movie), so that every evaluated (and selected) model reads memories the way its own
+        writer makes them.
 
         :param fit_steps: predictor-only gradient steps on the refreshed memories (default ``refresh_fit``)
+        :param movies: recompute only this many stored movies, drawn at random (0 = every one); the catch-up
+            steps then sample from those movies
         :return: ``refreshed_steps`` and, when fitted, the predictor's mean ``refresh_fit_loss``
         """
         fit_steps = self.refresh_fit if fit_steps is None else int(fit_steps)
         self._last_refresh = self._n_updates
-        info = {"refreshed_steps": self.refresh_memories()}
+        info = {"refreshed_steps": self.refresh_memories(movies=movies)}
         if fit_steps > 0 and self.replay_buffer.size() >= self.batch_size:
             losses = []
             for _ in range(fit_steps):
-                batch = self.replay_buffer.sample_windows(self.batch_size, 1)
+                batch = self.replay_buffer.sample_windows(self.batch_size, 1, among=self._refreshed_rows)
                 loss = -self._reward(batch.segments[:, 0], batch.afterstates[:, 0], batch.targets[:, 0]).mean()
                 self.actor.optimizer.zero_grad()  # the writer's gradients stay None: Adam leaves it unchanged
                 loss.backward()
@@ -546,7 +571,7 @@ class RMN(DDPG):
         for _ in range(gradient_steps):
             self._n_updates += 1
             if self.refresh_every and self._n_updates - self._last_refresh >= self.refresh_every:
-                self.refresh()
+                self.refresh(movies=self.refresh_movies)
             batch = self.replay_buffer.sample_windows(batch_size, self.window)
             long_range = self._long_range_sample(batch_size) if self.jump_weight > 0 else None
             # every gradient is taken at the same parameters, the critic's and the long-range loss's in the worker
