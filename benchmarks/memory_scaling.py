@@ -223,8 +223,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     df = run_memory_scaling(lengths, args.methods, settings, isolate=True, progress=not args.no_progress)
     header = (f"Memory scaling ({'quick' if args.quick else 'full'}: lengths {', '.join(map(str, lengths))}; "
               f"N={settings.n_slots}, d={settings.memory_dim}, slot MLPs {list(settings.net_arch)}, LSTM "
-              f"{settings.lstm_hidden}, RMN batch {settings.batch_size}, replay {min(lengths)} steps; one fresh process "
-              f"per row, 1 torch thread). Measured {stamp()}.")
+              f"{settings.lstm_hidden}, RMN batch {settings.batch_size}, replay {settings.buffer_size or max(lengths)} "
+              f"steps; one fresh process per row, 1 torch thread). Measured {stamp()}.")
     print(write_table(df, args.out, "memory_scaling", header))
     return 0
 
