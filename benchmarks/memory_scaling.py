@@ -121,7 +121,8 @@ def measure(method: str, length: int, settings: Optional[ScalingSettings] = None
             model.train(per_block, cfg.batch_size)
             blocks.append((time.perf_counter() - t0) / per_block)
         row["update_s"] = float(np.median(blocks))  # robust to other processes sharing the cores
-        row["movie_epoch_s"] = stream_s + length * (row["update_s"] + row["refresh_s"] / max(cfg.refresh_every, 1))
+        per_update_refresh = row["refresh_s"] / cfg.refresh_every if cfg.refresh_every else 0.0  # 0: never refreshed
+        row["movie_epoch_s"] = stream_s + length * (row["update_s"] + per_update_refresh)
         row["peak_rss_mib"] = peak_rss_mib()
         model.update_thread = False  # saved-tensor hooks see one thread: run the whole (same) update in this one
         model._last_refresh = model._n_updates  # a plain update: the refresh was measured above
