@@ -33,6 +33,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--paper-faithful", action="store_true", help="the paper's recipe as written")
     parser.add_argument("--split-manifest", default=None, help="split manifest for table datasets (CSV/JSON or name)")
     add_dataset_option_argument(parser)
+    parser.add_argument("--train-dataset-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="dataset reader option for the train split only, repeatable, e.g. "
+                             "--train-dataset-option length=[400,2000] (validation and test keep the others)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -77,6 +80,9 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
         options["manifest"] = args.split_manifest
     if options:
         explicit["dataset_options"] = dict(cfg.dataset_options, **options)
+    train_options = parse_dataset_options(getattr(args, "train_dataset_option", []))
+    if train_options:
+        explicit["train_dataset_options"] = dict(cfg.train_dataset_options, **train_options)
     cfg = cfg.update({k: v for k, v in explicit.items() if v is not None}, "command line")
     cfg = cfg.update(overrides) if overrides else cfg
     if cfg.env.split(":")[-1] != "LiRISMemory-v0":

@@ -18,6 +18,9 @@ class TrainConfig:
     algo: str = "rmn"
     dataset: str = "synthetic"
     dataset_options: dict = field(default_factory=dict)
+    # reader options for the train split only, on top of dataset_options (e.g. longer synthetic movies to train
+    # on; validation and test keep dataset_options)
+    train_dataset_options: dict = field(default_factory=dict)
     targets: tuple = ("valence", "arousal")
     segment_seconds: Optional[float] = None
     n_slots: int = 10

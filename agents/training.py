@@ -43,9 +43,15 @@ SPLITS = ("train", "val", "test")
 
 
 def load_splits(cfg: TrainConfig) -> dict:
-    """``{split: MovieDataset}`` for the config's dataset and targets."""
+    """``{split: MovieDataset}`` for the config's dataset and targets (the train split with the config's
+    ``train_dataset_options`` on top of its ``dataset_options``)."""
     return {s: load_dataset(cfg.dataset, s, targets=cfg.targets, segment_seconds=cfg.segment_seconds,
-                            **cfg.dataset_options) for s in SPLITS}
+                            **split_options(cfg, s)) for s in SPLITS}
+
+
+def split_options(cfg: TrainConfig, split: str) -> dict:
+    """The dataset reader's options for ``split``: ``train_dataset_options`` apply to the train split only."""
+    return {**cfg.dataset_options, **(cfg.train_dataset_options if split == "train" else {})}
 
 
 def build_encoder(cfg: TrainConfig, data: dict, out: Path, progress: bool = True) -> SegmentEncoder:

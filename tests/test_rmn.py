@@ -278,7 +278,10 @@ def test_paper_faithful_config():
     assert cfg.same_step_credit == 1 and list(TrainConfig().same_step_credit) == [1.0, 0.2, 0.3]
 
 
-def test_refresh_recomputes_stored_memories_with_the_current_actor():
+@pytest.mark.parametrize("batch_movies", [1, 64])
+def test_refresh_recomputes_stored_memories_with_the_current_actor(batch_movies):
+    """The refresh (NumPy on the CPU, a batch of movies of different lengths at once, or one movie per group in
+    alternating threads) stores what the torch actor writes."""
     model = tiny_agent(learning_starts=20)
     model.learn(300)  # one full movie (240 steps) and the start of the next
     buf = model.replay_buffer
@@ -286,7 +289,7 @@ def test_refresh_recomputes_stored_memories_with_the_current_actor():
     assert [len(e) for e in episodes] == [240, 60]
     with torch.no_grad():  # change the actor: stored memories are now stale
         model.actor.head.bias.add_(0.3)
-    assert model.refresh_memories(batch_movies=1) == 300  # one movie per group: the groups alternate threads
+    assert model.refresh_memories(batch_movies=batch_movies) == 300
     for episode in episodes:
         seg = torch.as_tensor(buf.segments[episode])
         with torch.no_grad():
@@ -484,10 +487,11 @@ def test_stored_adjoint_is_the_gradient_of_every_later_reads_error_along_the_sto
         model._adjoint_loss(samples).backward()
         return torch.cat([p.grad.flatten() for p in model.actor.parameters()])
 
-    # the stored memories are the current writes (just refreshed): the gradient is exactly A_k dm_k/dtheta
+    # the stored memories are the current writes (just refreshed, in NumPy: equal up to float32 rounding): the
+    # gradient is exactly A_k dm_k/dtheta
     linear = write_gradient(lambda m_k: (writes.adjoint * m_k).sum(dim=(-2, -1)).mean())
     assert linear.abs().sum() > 0
-    torch.testing.assert_close(adjoint_loss_gradient(writes), linear, rtol=1e-3, atol=1e-9)
+    torch.testing.assert_close(adjoint_loss_gradient(writes), linear, rtol=1e-3, atol=1e-5 * linear.abs().max().item())
     # and the trust region stops pulling once a write has moved adjoint_step * A_k
     moved_far = writes._replace(memory=writes.memory + model.adjoint_step * writes.adjoint)
     assert adjoint_loss_gradient(moved_far).abs().max() < 1e-4 * linear.abs().max()
@@ -698,6 +702,27 @@ def test_evaluate_on_longer_movies_with_dataset_options(tiny_run, tmp_path, caps
     assert len(pd.read_csv(tmp_path / "long" / "predictions" / "synthetic-test-0000.csv")) == 480
     with pytest.raises(ValueError, match="KEY=VALUE"):
         evaluate.main([str(out), "--out", str(tmp_path / "x"), "--dataset-option", "length"])
+
+
+def test_train_only_dataset_options_change_the_training_movies_and_nothing_else():
+    """``--train-dataset-option`` (``train_dataset_options``) trains on other movies, e.g. of several lengths,
+    while validation and test keep the dataset's own."""
+    import argparse
+
+    from agents.cli import add_training_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_training_arguments(parser)
+    cfg = config_from_args(parser.parse_args(
+        ["--dataset-option", "n_movies=[6,2,2]", "--dataset-option", "length=240", "--dataset-option",
+         "dependency_distance=200", "--dataset-option", "intro_span=10", "--train-dataset-option", "length=[240,480]"]))
+    assert cfg.train_dataset_options == {"length": (240, 480)}
+    data = load_splits(cfg)
+    assert len({len(m.targets) for m in data["train"]}) > 1
+    assert all(240 <= len(m.targets) <= 480 for m in data["train"])
+    assert all(len(m.targets) == 240 for s in ("val", "test") for m in data[s])
+    saved = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert load_splits(saved)["train"].movies[3].targets.shape == data["train"].movies[3].targets.shape
 
 
 @pytest.mark.parametrize("coupled,arch", [(True, (32, 32)), (False, (16,)), (False, (16, 16, 16))])

@@ -107,9 +107,29 @@ def test_long_movies_and_dependency_distance():
     assert diff[reappearances].mean() > 1.5 * diff[genre_only].mean()
 
 
+def test_a_length_range_gives_each_movie_its_own_length_and_leaves_fixed_lengths_alone():
+    """``length=(shortest, longest)``: lengths vary per movie, within the range, the same on every load; the
+    movies of a fixed length are exactly those of before (the length has its own random sub-stream)."""
+    ranged = load_synthetic("train", **dict(SMALL, length=[240, 600]))
+    lengths = [len(m.targets) for m in ranged]
+    assert min(lengths) >= 240 and max(lengths) <= 600 and len(set(lengths)) > 20
+    assert [len(m.targets) for m in load_synthetic("train", **dict(SMALL, length=(240, 600)))] == lengths
+    for m in ranged.movies[:3]:
+        assert m.features.shape[0] == m.oracle.shape[0] == m.no_memory.shape[0] == len(m.times)
+        assert m.components["valence_genre"].shape == (len(m.targets), 2)
+    fixed = load_synthetic("train", **SMALL)
+    again = load_synthetic("train", **dict(SMALL, length=(260, 260)))
+    assert all(np.array_equal(a.features, b.features) and np.array_equal(a.targets, b.targets)
+               for a, b in zip(fixed, again))
+
+
 def test_bad_config_is_reported():
     with pytest.raises(DataError, match="length"):
         load_synthetic("train", length=100, dependency_distance=200)
+    with pytest.raises(DataError, match=r"length \(150\) must exceed"):
+        load_synthetic("train", length=[150, 900], dependency_distance=200)
+    with pytest.raises(DataError, match="shortest, longest"):
+        load_synthetic("train", length=[900, 300])
     with pytest.raises(DataError, match="feature_noise"):
         load_synthetic("train", feature_noise=1.5)
     with pytest.raises(DataError, match="split"):

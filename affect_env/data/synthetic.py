@@ -38,7 +38,7 @@ and ``arousal_genre_arc`` (arousal after the opening: genre and tension history 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
@@ -53,7 +53,8 @@ class SyntheticConfig:
     """Knobs of the synthetic movie generator (all defaults are the embedded default dataset).
 
     :param n_movies: movies per split as ``(train, val, test)``
-    :param length: segments per movie ``T`` (scales to 10,000 and more)
+    :param length: segments per movie ``T`` (scales to 10,000 and more), or ``(shortest, longest)``: each movie
+        draws its own length, uniformly in that range (both included), as real films differ in length
     :param dependency_distance: minimum number of segments between a character's introduction (where its
         attitude is shown) and any of its reappearances (where the attitude sets valence)
     :param n_characters: latent facts per movie besides the genre (character attitudes to remember)
@@ -65,7 +66,7 @@ class SyntheticConfig:
     """
 
     n_movies: tuple = (1024, 32, 32)
-    length: int = 400
+    length: Union[int, tuple] = 400
     dependency_distance: int = 200
     n_characters: int = 4
     character_pool: int = 12
@@ -86,7 +87,14 @@ class SyntheticConfig:
     world_seed: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.length, (list, tuple)):
+            object.__setattr__(self, "length", tuple(int(x) for x in self.length))
         problems = []
+        shortest = self.length_range[0]
+        if isinstance(self.length, tuple) and (len(self.length) != 2 or self.length[0] > self.length[1]):
+            problems.append(f"length must be a number of segments or (shortest, longest), got {list(self.length)}")
+        elif shortest < 1:
+            problems.append(f"length must be at least 1 segment, got {self.length}")
         if len(self.n_movies) != 3 or min(self.n_movies) < 0:
             problems.append(f"n_movies must be three counts (train, val, test), got {self.n_movies}")
         if not 0 <= self.feature_noise < 1:
@@ -96,9 +104,9 @@ class SyntheticConfig:
         if self.intro_span < self.n_characters:
             problems.append(f"intro_span ({self.intro_span}) must be >= n_characters ({self.n_characters})")
         first_use = self.opening_segments + self.intro_span + self.dependency_distance
-        if self.n_characters and self.length <= first_use:
+        if self.n_characters and shortest <= first_use:
             problems.append(
-                f"length ({self.length}) must exceed opening_segments + intro_span + dependency_distance "
+                f"length ({shortest}) must exceed opening_segments + intro_span + dependency_distance "
                 f"({first_use}) so characters can reappear"
             )
         if not 0 <= self.arc_decay < 1:
@@ -113,6 +121,21 @@ class SyntheticConfig:
                 problems.append(f"modality {name!r} needs >= {int(np.ceil(np.log2(count)))} dims for {count} codes")
         if problems:
             raise DataError("synthetic config: " + "; ".join(problems))
+
+    @property
+    def length_range(self) -> tuple:
+        """``(shortest, longest)`` movie length in segments (equal for a fixed ``length``)."""
+        if isinstance(self.length, tuple):
+            return (self.length[0], self.length[-1]) if self.length else (0, 0)
+        return (int(self.length), int(self.length))
+
+    def movie_length(self, split_index: int, index: int) -> int:
+        """The length of movie ``index`` of split ``split_index`` (its own sub-stream, so a fixed ``length``
+        leaves every movie exactly as it was)."""
+        shortest, longest = self.length_range
+        if shortest == longest:
+            return shortest
+        return int(np.random.default_rng([self.seed, split_index, index, 1]).integers(shortest, longest + 1))
 
 
 class _World:
@@ -146,9 +169,11 @@ def _codebook(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     return (2.0 * bits - 1.0).astype(np.float32)
 
 
-def generate_movie(cfg: SyntheticConfig, world: _World, rng: np.random.Generator, movie_id: str) -> Movie:
-    """Draw one movie: latent story, features, noisy targets, oracle and no-memory predictions."""
-    T, K = cfg.length, cfg.frames_per_segment
+def generate_movie(cfg: SyntheticConfig, world: _World, rng: np.random.Generator, movie_id: str,
+                   length: Optional[int] = None) -> Movie:
+    """Draw one movie of ``length`` segments (default: ``cfg.length``, which must then be a number): latent
+    story, features, noisy targets, oracle and no-memory predictions."""
+    T, K = int(cfg.length if length is None else length), cfg.frames_per_segment
     genre = int(rng.integers(cfg.n_genres))
     scenes = rng.integers(cfg.n_scene_types, size=T)
 
@@ -244,7 +269,7 @@ def load_synthetic(split: str = "train", config: Optional[SyntheticConfig] = Non
     movies = []
     for i in range(cfg.n_movies[which]):
         rng = np.random.default_rng([cfg.seed, which, i])
-        movies.append(generate_movie(cfg, world, rng, f"synthetic-{split}-{i:04d}"))
+        movies.append(generate_movie(cfg, world, rng, f"synthetic-{split}-{i:04d}", cfg.movie_length(which, i)))
     return MovieDataset(
         movies=movies,
         modalities=tuple(Modality(name, dim) for name, dim in cfg.modality_dims),
@@ -260,5 +285,7 @@ def config_dict(cfg: SyntheticConfig) -> dict:
     """JSON-friendly view of a config (for saving with models and runs)."""
     out = asdict(cfg)
     out["n_movies"] = list(cfg.n_movies)
+    if isinstance(cfg.length, tuple):
+        out["length"] = list(cfg.length)
     out["modality_dims"] = [list(x) for x in cfg.modality_dims]
     return out

@@ -190,26 +190,33 @@ class NumpySlotActor:
         return self._cache
 
     def __call__(self, embedding: np.ndarray, memory: np.ndarray) -> WriteAction:
+        """The write parts for ``memory`` ``(..., N, d)`` and ``embedding`` ``(..., d_e)`` (one segment, or a
+        batch of movies at one step)."""
         slot_emb, (w_e, b_e), w_s, rest, (w_h, b_h) = self._weights()
-        x = np.concatenate([memory, np.broadcast_to(memory.mean(axis=0), memory.shape), slot_emb], axis=1)
-        h = np.maximum(x @ w_s + (embedding @ w_e + b_e), 0.0)
+        n = memory.shape[-2]
+        pooled = np.broadcast_to(memory.mean(axis=-2, keepdims=True), memory.shape)
+        slots = np.broadcast_to(slot_emb, memory.shape[:-1] + slot_emb.shape[-1:])
+        x = np.concatenate([memory, pooled, slots], axis=-1).reshape(-1, w_s.shape[0])  # 2-D products: one BLAS call
+        h = (x @ w_s).reshape(-1, n, w_s.shape[1]) + (embedding.reshape(-1, w_e.shape[0]) @ w_e + b_e)[:, None, :]
+        h = np.maximum(h, 0.0).reshape(-1, w_s.shape[1])
         for i, (w, b) in enumerate(rest):
             h = h @ w + b
             if i < len(rest) - 1:
                 h = np.maximum(h, 0.0)
         if rest:
             h = np.maximum(h, 0.0)
-        out = h @ w_h + b_h
+        out = (h @ w_h + b_h).reshape(*memory.shape[:-1], w_h.shape[1])
         d = self.actor.memory_dim
-        logits = out[:, 0] - out[:, 0].max()
+        logits = out[..., 0] - out[..., 0].max(axis=-1, keepdims=True)
         attention = np.exp(logits)
-        attention /= attention.sum()
+        attention /= attention.sum(axis=-1, keepdims=True)
         k, w = self.actor.write_top_k, self.actor.top_k_weight
         if k and w > 0:
-            top_k = np.where(logits < np.partition(logits, -k)[-k], 0.0, attention)
-            top_k /= top_k.sum()
+            kth = np.partition(logits, -k, axis=-1)[..., -k:-k + 1]
+            top_k = np.where(logits < kth, 0.0, attention)
+            top_k /= top_k.sum(axis=-1, keepdims=True)
             attention = top_k if w == 1.0 else w * top_k + (1.0 - w) * attention
-        erase = 0.5 * (np.tanh(0.5 * out[:, 1:1 + d]) + 1.0)  # sigmoid without overflow
-        content = np.tanh(out[:, 1 + d:1 + 2 * d])
-        input_gate = erase if self.actor.coupled_gates else 0.5 * (np.tanh(0.5 * out[:, 1 + 2 * d:]) + 1.0)
+        erase = 0.5 * (np.tanh(0.5 * out[..., 1:1 + d]) + 1.0)  # sigmoid without overflow
+        content = np.tanh(out[..., 1 + d:1 + 2 * d])
+        input_gate = erase if self.actor.coupled_gates else 0.5 * (np.tanh(0.5 * out[..., 1 + 2 * d:]) + 1.0)
         return WriteAction(attention, erase, content, input_gate)

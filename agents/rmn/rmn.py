@@ -486,15 +486,7 @@ class RMN(DDPG):
         buf = self.replay_buffer
         length = max(len(g) for g in group)
         idx = np.stack([np.pad(g, (0, length - len(g)), mode="edge") for g in group])  # (B, L)
-        segments = torch.as_tensor(buf.segments[idx], device=self.device)
-        memory = self.predictor.m0.detach().unsqueeze(0).expand(len(group), -1, -1).clone()
-        after = torch.empty((len(group), length, *memory.shape[1:]), device=self.device)
-        log_keep = torch.empty_like(after)
-        for t in range(length):
-            parts = self.actor(segments[:, t], memory)
-            memory = write(memory, parts)
-            after[:, t] = memory
-            log_keep[:, t] = log_keep_step(parts.attention.unsqueeze(-1) * parts.erase)
+        after, log_keep = self._write_pass(buf.segments[idx])
         adjoint = self._movie_adjoints(group, idx, after, log_keep) if self.jump_mode == "adjoint" else None
         after, log_keep = after.cpu().numpy(), torch.cumsum(log_keep, dim=1).cpu().numpy()
         for b, g in enumerate(group):
@@ -503,6 +495,37 @@ class RMN(DDPG):
             if adjoint is not None and buf.dones[g[-1]] > 0:  # whole movies only: a running one lacks its future
                 buf.store_adjoint(g, adjoint[b, :len(g)])
         return sum(len(g) for g in group)
+
+    @torch.no_grad()
+    def _write_pass(self, segments: np.ndarray) -> tuple:
+        """The current noise-free writer run from ``m0`` along ``segments`` ``(B, L, d_e)``: the afterstates and
+        each write's ``log(1 - att * erase)``, both ``(B, L, N, d)`` tensors on the agent's device.
+
+        On the CPU the pass runs in NumPy (:class:`NumpySlotActor`, batched over the movies): one step is a few
+        small matrix products, which NumPy runs with far less overhead per call than torch.
+        """
+        m0 = self.predictor.m0.detach()
+        if self.device.type == "cpu":
+            actor = self._numpy_actor()
+            memory = np.repeat(m0.numpy()[None], len(segments), axis=0)
+            after = np.empty((*segments.shape[:2], *memory.shape[1:]), np.float32)
+            log_keep = np.empty_like(after)
+            for t in range(segments.shape[1]):
+                parts = actor(segments[:, t], memory)
+                memory = write(memory, parts)
+                after[:, t] = memory
+                log_keep[:, t] = log_keep_step(parts.attention[..., None] * parts.erase)
+            return torch.from_numpy(after), torch.from_numpy(log_keep)
+        segments = torch.as_tensor(segments, device=self.device)
+        memory = m0.unsqueeze(0).expand(len(segments), -1, -1).clone()
+        after = torch.empty((*segments.shape[:2], *memory.shape[1:]), device=self.device)
+        log_keep = torch.empty_like(after)
+        for t in range(segments.shape[1]):
+            parts = self.actor(segments[:, t], memory)
+            memory = write(memory, parts)
+            after[:, t] = memory
+            log_keep[:, t] = log_keep_step(parts.attention.unsqueeze(-1) * parts.erase)
+        return after, log_keep
 
     def _movie_adjoints(self, group: list, idx: np.ndarray, after: torch.Tensor, log_keep: torch.Tensor) -> np.ndarray:
         """Adjoints ``(B, L, N, d)`` of the refreshed movies ``group`` (rows ``idx``, padded): the current
