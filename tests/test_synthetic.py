@@ -130,6 +130,9 @@ def test_bad_config_is_reported():
         load_synthetic("train", length=[150, 900], dependency_distance=200)
     with pytest.raises(DataError, match="shortest, longest"):
         load_synthetic("train", length=[900, 300])
+    for bad in ("long", [400, "x"]):  # e.g. --dataset-option length=long: an error naming the field, no traceback
+        with pytest.raises(DataError, match="length must be a number of segments"):
+            load_synthetic("train", length=bad)
     with pytest.raises(DataError, match="feature_noise"):
         load_synthetic("train", feature_noise=1.5)
     with pytest.raises(DataError, match="split"):

@@ -87,8 +87,12 @@ class SyntheticConfig:
     world_seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.length, (list, tuple)):
-            object.__setattr__(self, "length", tuple(int(x) for x in self.length))
+        try:  # a number, or a pair given as a list (JSON, --dataset-option length=[400,2000]) or tuple
+            length = tuple(int(x) for x in self.length) if isinstance(self.length, (list, tuple)) else int(self.length)
+        except (TypeError, ValueError):
+            raise DataError(f"synthetic config: length must be a number of segments or [shortest, longest], "
+                            f"got {self.length!r}") from None
+        object.__setattr__(self, "length", length)
         problems = []
         shortest = self.length_range[0]
         if isinstance(self.length, tuple) and (len(self.length) != 2 or self.length[0] > self.length[1]):
