@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from affect_env.data import DataError
-from agents.config import TrainConfig
+from agents.config import SELECT_ON, TrainConfig
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +36,12 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-dataset-option", action="append", default=[], metavar="KEY=VALUE",
                         help="dataset reader option for the train split only, repeatable, e.g. "
                              "--train-dataset-option length=[400,2000] (validation and test keep the others)")
+    parser.add_argument("--long-val-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="reader option of a second validation set (on top of the validation split's), "
+                             "repeatable, e.g. --long-val-option length=2000 --long-val-option dependency_distance=1000")
+    parser.add_argument("--select-on", choices=SELECT_ON, default=None,
+                        help="the validation score that picks the model kept: val (default), long (the second set's) "
+                             "or mean (of both)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -70,7 +76,7 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
         "env": args.env, "dataset": args.dataset, "segment_seconds": args.segment_seconds,
         "n_slots": args.n_slots, "memory_dim": args.memory_dim, "tau": args.tau, "gamma": args.gamma,
         "timesteps": args.timesteps, "seed": args.seed, "device": args.device, "encoder": args.encoder,
-        "threads": args.threads,
+        "threads": args.threads, "select_on": getattr(args, "select_on", None),
         "out": args.out,
     }
     if args.targets:
@@ -83,6 +89,9 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
     train_options = parse_dataset_options(getattr(args, "train_dataset_option", []))
     if train_options:
         explicit["train_dataset_options"] = dict(cfg.train_dataset_options, **train_options)
+    long_options = parse_dataset_options(getattr(args, "long_val_option", []))
+    if long_options:
+        explicit["long_val_options"] = dict(cfg.long_val_options, **long_options)
     cfg = cfg.update({k: v for k, v in explicit.items() if v is not None}, "command line")
     cfg = cfg.update(overrides) if overrides else cfg
     if cfg.env.split(":")[-1] != "LiRISMemory-v0":

@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Union
 
+#: the validation scores a run can select its model on (``TrainConfig.select_on``)
+SELECT_ON = ("val", "long", "mean")
+
 
 @dataclass
 class TrainConfig:
@@ -21,6 +24,12 @@ class TrainConfig:
     # reader options for the train split only, on top of dataset_options (e.g. longer synthetic movies to train
     # on; validation and test keep dataset_options)
     train_dataset_options: dict = field(default_factory=dict)
+    # reader options of a second validation set, on top of the validation split's (e.g. {"length": 2000,
+    # "dependency_distance": 1000}: longer movies); empty: none. Every validation then also scores it (long_*
+    # columns in eval_log.csv) and select_on picks the model kept: "val" (the validation split's score), "long"
+    # (the second set's) or "mean" (the mean of the two)
+    long_val_options: dict = field(default_factory=dict)
+    select_on: str = "val"
     targets: tuple = ("valence", "arousal")
     segment_seconds: Optional[float] = None
     n_slots: int = 10

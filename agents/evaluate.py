@@ -95,9 +95,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     add_dataset_option_argument(parser)
     args = parser.parse_args(argv)
     run_dir = args.run if args.run.is_dir() else args.run.parent
+    out = args.out or run_dir
+    if not (run_dir / "config.json").exists() and (run_dir.parent / "config.json").exists():
+        run_dir = run_dir.parent  # a model the run kept in a folder of its own (best/<score>.zip)
     config_path = run_dir / "config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    out = args.out or run_dir
     if config.get("algo", "rmn") != "rmn":  # stock SB3 algorithms evaluate through their env predictor
         from agents.sb3_algorithms import evaluate_run
 

@@ -48,11 +48,15 @@ def plot_memory_attention(path: Path, movie_id: str, attention: np.ndarray, time
 
 
 def plot_training_curves(path: Path, log: pd.DataFrame) -> None:
-    """Validation MSE (and gap_closed when known) against environment steps."""
+    """Validation MSE (and gap_closed when known) against environment steps; a second validation set's
+    (``long_*`` columns) beside the first's on the same axes."""
     cols = [c for c in ("mse", "gap_closed") if c in log.columns]
     fig, axes = plt.subplots(1, len(cols), figsize=(5 * len(cols), 3.2), squeeze=False)
     for ax, col in zip(axes[0], cols):
-        ax.plot(log["timesteps"], log[col], marker="o")
+        ax.plot(log["timesteps"], log[col], marker="o", label="validation")
+        if f"long_{col}" in log.columns:
+            ax.plot(log["timesteps"], log[f"long_{col}"], marker="s", label="second validation set")
+            ax.legend()
         ax.set_xlabel("environment steps")
         ax.set_ylabel(f"validation {col}")
         ax.grid(alpha=0.3)

@@ -39,8 +39,8 @@ from affect_env.env import LiRISMemoryEnv
 from affect_env.memory import MemoryPredictor, action_dim, decode_action
 from agents.config import TrainConfig
 from agents.metrics import evaluate_predictions
-from agents.training import (CheckpointAndEval, atomic_save_model, atomic_write_text, build_encoder, headline_metrics,
-                             load_splits, make_env)
+from agents.training import (CheckpointAndEval, atomic_save_model, atomic_write_text, build_encoder,
+                             check_one_validation_set, headline_metrics, load_splits, make_env)
 
 ALGORITHMS = ("rmn", "ddpg", "td3", "sac", "ppo", "a2c", "tqc", "recurrentppo")
 STOCK_ALGORITHMS = ALGORITHMS[1:]
@@ -354,6 +354,7 @@ def train_sb3(cfg: TrainConfig, algo: Optional[str] = None, hyperparams: Optiona
         extras.update(user_extras)
     if algo == "rmn":
         raise ValueError("train_sb3 trains the stock algorithms; train the RMN with agents.training.train")
+    check_one_validation_set(cfg, f"--algo {algo}")
     cfg = cfg.update({"algo": algo})
     cls = algorithm_class(algo)
     kwargs = sb3_kwargs(cfg, algo, extras, action_dim(cfg.n_slots, cfg.memory_dim), str(out / "tb"))  # checks

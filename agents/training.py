@@ -33,7 +33,7 @@ from affect_env.data import FeatureStats, MovieDataset, load_dataset
 from affect_env.encoder import PoolingEncoder, SegmentEncoder, pretrain_encoder
 from affect_env.env import LiRISMemoryEnv
 from affect_env.memory import check_choice, check_reward_error
-from agents.config import TrainConfig
+from agents.config import SELECT_ON, TrainConfig
 from agents.rmn import RMN
 from agents.rmn.buffers import POSITIONS, SPACINGS
 from agents.rmn.networks import check_write_top_k, erase_biases
@@ -47,6 +47,22 @@ def load_splits(cfg: TrainConfig) -> dict:
     ``train_dataset_options`` on top of its ``dataset_options``)."""
     return {s: load_dataset(cfg.dataset, s, targets=cfg.targets, segment_seconds=cfg.segment_seconds,
                             **split_options(cfg, s)) for s in SPLITS}
+
+
+def load_long_val(cfg: TrainConfig) -> Optional[MovieDataset]:
+    """The second validation set (the validation split read with ``long_val_options`` on top), or ``None``."""
+    if not cfg.long_val_options:
+        return None
+    return load_dataset(cfg.dataset, "val", targets=cfg.targets, segment_seconds=cfg.segment_seconds,
+                        **{**split_options(cfg, "val"), **cfg.long_val_options})
+
+
+def check_one_validation_set(cfg: TrainConfig, entry: str) -> None:
+    """``ValueError`` where a config asks ``entry`` (an algorithm other than the RMN agent's) for a second
+    validation set, which only :func:`train` scores."""
+    if cfg.long_val_options or cfg.select_on != "val":
+        raise ValueError(f"{entry}: long_val_options (--long-val-option) and select_on (--select-on) are for the "
+                         "RMN agent (python -m agents.train_ddpg) only")
 
 
 def split_options(cfg: TrainConfig, split: str) -> dict:
@@ -90,6 +106,10 @@ def check_config(cfg: TrainConfig) -> None:
     check_choice("jump_spacing", cfg.jump_spacing, SPACINGS)
     check_choice("jump_positions", cfg.jump_positions, POSITIONS)
     check_adjoint(cfg.jump_mode, cfg.jump_weight, cfg.refresh_every, cfg.adjoint_step)
+    check_choice("select_on", cfg.select_on, SELECT_ON)
+    if cfg.select_on != "val" and not cfg.long_val_options:
+        raise ValueError(f"select_on={cfg.select_on!r} scores a second validation set: give its options "
+                         "(long_val_options, or --long-val-option KEY=VALUE)")
 
 
 def make_env(cfg: TrainConfig, dataset: MovieDataset, encoder: SegmentEncoder, **kwargs) -> LiRISMemoryEnv:
@@ -142,21 +162,42 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def selection_scores(row: dict) -> dict:
+    """The scores a model can be selected on, from one validation row (higher is better): ``"val"``, the
+    validation split's ``gap_closed`` (``-mse`` where the dataset has no oracle), and, where the row scored a
+    second validation set (``long_*`` columns), ``"long"``, its score, and ``"mean"``, the mean of the two."""
+    scores = {"val": row.get("gap_closed", -row["mse"])}
+    if "long_mse" in row:
+        scores["long"] = row.get("long_gap_closed", -row["long_mse"])
+        scores["mean"] = 0.5 * (scores["val"] + scores["long"])
+    return scores
+
+
 class CheckpointAndEval(BaseCallback):
-    """Every ``eval_every`` steps: validation metrics to ``eval_log.csv``; every ``checkpoint_every``: an
-    atomic checkpoint (model, replay buffer, progress) that ``--resume`` continues from."""
+    """Every ``eval_every`` steps: validation metrics to ``eval_log.csv`` and the best model so far (by
+    ``select_on``, see :func:`selection_scores`) to ``best_model.zip``; every ``checkpoint_every``: an atomic
+    checkpoint (model, replay buffer, progress) that ``--resume`` continues from.
+
+    Where the rows score a second validation set, the best model by each score is also kept, in
+    ``best/<score>.zip`` (with its row in ``best/<score>.json``), so that one run shows what each choice picks.
+    """
 
     def __init__(self, run_dir: Path, evaluate_fn, eval_every: int, checkpoint_every: int, t0: float,
-                 on_eval: Optional[Callable[[dict], None]] = None) -> None:
+                 on_eval: Optional[Callable[[dict], None]] = None, select_on: str = "val") -> None:
         super().__init__()
         self.run_dir, self.evaluate_fn, self.on_eval = run_dir, evaluate_fn, on_eval
         self.eval_every, self.checkpoint_every, self.t0 = eval_every, checkpoint_every, t0
+        self.select_on = check_choice("select_on", select_on, SELECT_ON)
         self.last_eval: Optional[dict] = None
-        best = run_dir / "best_model.json"
         self.best_score: Optional[float] = None
-        if best.exists():  # resuming: keep the best model of the interrupted part
-            row = json.loads(best.read_text())
-            self.best_score = row.get("gap_closed", -row["mse"])
+        self.best_scores: dict = {}
+        best = run_dir / "best_model.json"
+        if best.exists():  # resuming: keep the best models of the interrupted part
+            self.best_score = selection_scores(json.loads(best.read_text()))[self.select_on]
+        for name in SELECT_ON:
+            path = run_dir / "best" / f"{name}.json"
+            if path.exists():
+                self.best_scores[name] = selection_scores(json.loads(path.read_text()))[name]
 
     def _on_step(self) -> bool:
         n = self.model.num_timesteps
@@ -171,16 +212,30 @@ class CheckpointAndEval(BaseCallback):
                 if k not in ("timesteps",):
                     self.logger.record(f"eval/{k}", v)
             self.last_eval = row
-            score = row.get("gap_closed", -row["mse"])
-            if self.best_score is None or score > self.best_score:
-                self.best_score = score
-                atomic_save_model(self.model, self.run_dir / "best_model.zip")
-                atomic_write_text(self.run_dir / "best_model.json", json.dumps(row, indent=2) + "\n")
+            self._keep_best(row)
         if self.checkpoint_every and n % self.checkpoint_every == 0:  # after the evaluation's refresh, so that a
             save_checkpoint(self.model, self.run_dir / "checkpoint", time.time() - self.t0)  # resumed run goes on alike
         if row is not None and self.on_eval is not None:
             self.on_eval(row)  # may raise (e.g. optuna.TrialPruned) to stop the run
         return True
+
+    def _keep_best(self, row: dict) -> None:
+        scores = selection_scores(row)
+        if self.select_on not in scores:
+            raise ValueError(f"select_on={self.select_on!r}: the validation rows have no such score "
+                             f"(scores: {sorted(scores)})")
+        score = scores[self.select_on]
+        if self.best_score is None or score > self.best_score:
+            self.best_score = score
+            atomic_save_model(self.model, self.run_dir / "best_model.zip")
+            atomic_write_text(self.run_dir / "best_model.json", json.dumps(row, indent=2) + "\n")
+        if len(scores) == 1:
+            return
+        for name, score in scores.items():
+            if name not in self.best_scores or score > self.best_scores[name]:
+                self.best_scores[name] = score
+                atomic_save_model(self.model, self.run_dir / "best" / f"{name}.zip")
+                atomic_write_text(self.run_dir / "best" / f"{name}.json", json.dumps(row, indent=2) + "\n")
 
 
 def save_checkpoint(model, ckpt: Path, wall_s: float) -> None:
@@ -224,6 +279,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     env = make_env(cfg, data["train"], encoder)
     env.reset(seed=cfg.seed)
     val_embeddings = encoder.embed_dataset(data["val"])
+    long_val = load_long_val(cfg)
+    long_embeddings = None if long_val is None else encoder.embed_dataset(long_val)
+
+    def validate(m) -> dict:
+        row = validation_metrics(m, data["val"], val_embeddings)
+        if long_val is not None:
+            row.update({f"long_{k}": v for k, v in validation_metrics(m, long_val, long_embeddings).items()})
+        return row
 
     ckpt = out / "checkpoint"
     done, wall_before = 0, 0.0
@@ -237,8 +300,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         model = make_rmn(cfg, env, encoder, str(out / "tb"))
     t0 -= wall_before
 
-    callback = CheckpointAndEval(out, lambda m: validation_metrics(m, data["val"], val_embeddings),
-                                 cfg.eval_every, cfg.checkpoint_every, t0, on_eval)
+    callback = CheckpointAndEval(out, validate, cfg.eval_every, cfg.checkpoint_every, t0, on_eval, cfg.select_on)
     remaining = cfg.timesteps - done
     learn_start, updates_before = time.time(), model._n_updates
     if remaining > 0:
@@ -255,11 +317,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     metrics, results = evaluate_model(model, data["test"])
     write_outputs(out, metrics, results, data["test"])
     g = metrics.iloc[0]
-    val = validation_metrics(model, data["val"], val_embeddings)
+    val = validate(model)
     summary = {"timesteps": int(model.num_timesteps), "trained_timesteps": int(cfg.timesteps),
                "train_wall_s": round(train_wall, 1),
                "updates_per_s": round(updates_per_s, 1),
                "test_mse": float(g["mse"]), "paper_faithful": cfg.paper_faithful}
+    if long_val is not None:
+        summary["select_on"] = cfg.select_on
     summary.update(headline_metrics(metrics, val, cfg.targets))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
@@ -268,7 +332,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
 def headline_metrics(metrics: pd.DataFrame, val: dict, targets) -> dict:
     """Summary fields shared by every training entry point: final validation MSE/gap_closed and test metrics."""
     g = metrics.iloc[0]
-    out = {f"val_{k}": v for k, v in val.items() if k in ("mse", "gap_closed")}
+    out = {f"val_{k}": v for k, v in val.items() if k in ("mse", "gap_closed", "long_mse", "long_gap_closed")}
     for k in ("gap_closed", "mse_oracle", "mse_no_memory"):
         if k in metrics.columns:
             out[f"test_{k}"] = float(g[k])

@@ -108,6 +108,9 @@ def test_cli_bad_options_are_one_line_errors(tmp_path, capsys):
     assert run_cli(main, ["--algo", "td3", "--hyperparams", "n_stepz:5", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: TD3 (td3) takes no argument n_stepz" and not (tmp_path / "b").exists()
+    assert run_cli(main, ["--algo", "td3", "--long-val-option", "length=2000", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --algo td3: long_val_options (--long-val-option)") and not (tmp_path / "c").exists()
 
 
 def test_cli_trains_with_per_algorithm_defaults_and_explicit_overrides(tmp_path, capsys):

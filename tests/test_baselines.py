@@ -190,6 +190,9 @@ def test_cli_reports_bad_options_in_one_line(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: --window 0")
     rc = run_cli(main, ["--model", "lstm", "--epochs", "0", "--out", str(tmp_path / "t")])
     assert rc == 2 and "--epochs 0" in capsys.readouterr().err
+    rc = run_cli(main, ["--model", "lstm", "--select-on", "mean", "--out", str(tmp_path / "t")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: --model lstm: long_val_options")
 
 
 def test_cli_trains_into_out(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """The RMN agent: networks, afterstate targets, replay of labels, exploration, save/load, resume, CLI."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -381,6 +382,84 @@ def test_every_validation_reads_with_a_predictor_in_step_with_its_writer(tmp_pat
     assert calls == [("refresh", 10), ("evaluate", 10), ("on_eval", 10)]
 
 
+def test_a_second_validation_set_selects_the_model_and_keeps_the_best_by_each_score(tmp_path):
+    """With ``long_*`` columns in the validation rows, ``best_model.zip`` follows ``select_on`` and
+    ``best/<score>.zip`` keeps the best model by each score; a resumed callback goes on from the saved bests."""
+    class Model:
+        num_timesteps = 0
+        logger = type("Logger", (), {"record": lambda *args, **kwargs: None})()
+
+        def save(self, path):  # the step the model was saved at stands for the model
+            Path(path).write_text(str(self.num_timesteps))
+
+    scores = {10: (0.5, 0.0), 20: (0.4, 0.6), 30: (0.6, 0.1), 40: (0.55, 0.55)}  # (validation, second set)
+
+    def evaluate(m):
+        val, long = scores[m.num_timesteps]
+        return {"mse": 1.0 - val, "gap_closed": val, "long_mse": 1.0 - long, "long_gap_closed": long}
+
+    def run(steps):
+        model, callback = Model(), CheckpointAndEval(tmp_path, evaluate, eval_every=10, checkpoint_every=0, t0=0.0,
+                                                     select_on="mean")
+        callback.init_callback(model)
+        for n in steps:
+            model.num_timesteps = n
+            callback.on_step()
+
+    def saved(name):
+        return int((tmp_path / name).read_text())
+
+    run((10, 20, 30))
+    assert saved("best_model.zip") == 20  # mean 0.25, 0.5, 0.35
+    assert (saved("best/val.zip"), saved("best/long.zip"), saved("best/mean.zip")) == (30, 20, 20)
+    assert json.loads((tmp_path / "best" / "val.json").read_text())["timesteps"] == 30
+    run((40,))  # resumed: mean 0.55 beats 0.5, validation 0.55 does not beat 0.6
+    assert saved("best_model.zip") == 40 and saved("best/mean.zip") == 40
+    assert (saved("best/val.zip"), saved("best/long.zip")) == (30, 20)
+    (tmp_path / "other").mkdir()
+    callback = CheckpointAndEval(tmp_path / "other", lambda m: {"mse": 0.5}, eval_every=10, checkpoint_every=0,
+                                 t0=0.0, select_on="long")
+    callback.init_callback(Model())
+    callback.model.num_timesteps = 10
+    with pytest.raises(ValueError, match="select_on='long': the validation rows have no such score"):
+        callback.on_step()
+
+
+def test_training_with_a_second_validation_set_of_longer_movies(tiny_run, tmp_path):
+    """``long_val_options`` (``--long-val-option``): every validation also scores the validation movies read with
+    those options (here three times longer), and ``select_on`` picks the model kept; training itself is the
+    same as without the second set."""
+    import argparse
+
+    from agents.cli import add_training_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_training_arguments(parser)
+    args = parser.parse_args(["--long-val-option", "length=720", "--long-val-option", "dependency_distance=400",
+                              "--select-on", "long"])
+    cli = config_from_args(args)
+    assert cli.long_val_options == {"length": 720, "dependency_distance": 400} and cli.select_on == "long"
+    out = tmp_path / "long_val"
+    cfg = TrainConfig(timesteps=300, out=str(out), **TINY).update(
+        {"long_val_options": cli.long_val_options, "select_on": "long"})
+    summary = train(cfg, progress=False)
+    log = pd.read_csv(out / "eval_log.csv")
+    assert list(log["timesteps"]) == [150, 300] and {"long_gap_closed", "long_mse"} <= set(log.columns)
+    assert not np.allclose(log["long_mse"], log["mse"])  # other movies
+    plain = pd.read_csv(tiny_run[0] / "eval_log.csv")  # the same config without the second set
+    np.testing.assert_array_equal(log["mse"], plain["mse"])
+    best = json.loads((out / "best_model.json").read_text())
+    assert best == json.loads((out / "best" / "long.json").read_text())
+    assert best["long_gap_closed"] == log["long_gap_closed"].max()
+    assert summary["select_on"] == "long" and np.isfinite(summary["val_long_gap_closed"])
+    for name in ("val", "mean"):
+        assert (out / "best" / f"{name}.zip").exists()
+    from agents import evaluate  # a kept model evaluates on the run's own data (its config is one folder up)
+
+    assert evaluate.main([str(out / "best" / "mean.zip"), "--out", str(tmp_path / "mean")]) == 0
+    assert len(pd.read_csv(tmp_path / "mean" / "metrics.csv")) == 1 + len(load_splits(cfg)["test"])
+
+
 def test_credit_pairs_carry_the_sensitivity_of_the_later_memory_to_the_earlier_one():
     """``keep`` of a pair (k, j) is dm_j/dm_k along the stored writes (autograd through the same writes)."""
     model = tiny_agent(jump_distance=60)
@@ -679,7 +758,9 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
                             ({"jump_spacing": "linear"}, "jump_spacing must be one of"),
                             ({"erase_bias": [0, -1, -2]}, "erase_bias: give one number"),
                             ({"adjoint_step": 0}, "adjoint_step must be > 0"),
-                            ({"jump_mode": "adjoint", "refresh_every": 0}, "jump_mode='adjoint' stores")]:
+                            ({"jump_mode": "adjoint", "refresh_every": 0}, "jump_mode='adjoint' stores"),
+                            ({"select_on": "long"}, "select_on='long' scores a second validation set"),
+                            ({"select_on": "best"}, "select_on must be one of")]:
         bad.write_text(json.dumps(fields))
         code = run_cli(train_ddpg.main, ["--config", str(bad), "--dataset", str(tmp_path / "missing"),
                                          "--out", str(tmp_path / "r3")])
