@@ -42,19 +42,21 @@ from agents.rmn.rmn import JUMP_MODES, check_adjoint, weight_schedule
 SPLITS = ("train", "val", "test")
 
 
+def load_split(cfg: TrainConfig, split: str, **options) -> MovieDataset:
+    """The config's dataset ``split`` with its targets, read with :func:`split_options` and ``options`` on top."""
+    return load_dataset(cfg.dataset, split, targets=cfg.targets, segment_seconds=cfg.segment_seconds,
+                        **{**split_options(cfg, split), **options})
+
+
 def load_splits(cfg: TrainConfig) -> dict:
     """``{split: MovieDataset}`` for the config's dataset and targets (the train split with the config's
     ``train_dataset_options`` on top of its ``dataset_options``)."""
-    return {s: load_dataset(cfg.dataset, s, targets=cfg.targets, segment_seconds=cfg.segment_seconds,
-                            **split_options(cfg, s)) for s in SPLITS}
+    return {s: load_split(cfg, s) for s in SPLITS}
 
 
 def load_long_val(cfg: TrainConfig) -> Optional[MovieDataset]:
     """The second validation set (the validation split read with ``long_val_options`` on top), or ``None``."""
-    if not cfg.long_val_options:
-        return None
-    return load_dataset(cfg.dataset, "val", targets=cfg.targets, segment_seconds=cfg.segment_seconds,
-                        **{**split_options(cfg, "val"), **cfg.long_val_options})
+    return load_split(cfg, "val", **cfg.long_val_options) if cfg.long_val_options else None
 
 
 def check_one_validation_set(cfg: TrainConfig, entry: str) -> None:
@@ -189,15 +191,14 @@ class CheckpointAndEval(BaseCallback):
         self.eval_every, self.checkpoint_every, self.t0 = eval_every, checkpoint_every, t0
         self.select_on = check_choice("select_on", select_on, SELECT_ON)
         self.last_eval: Optional[dict] = None
-        self.best_score: Optional[float] = None
-        self.best_scores: dict = {}
-        best = run_dir / "best_model.json"
-        if best.exists():  # resuming: keep the best models of the interrupted part
-            self.best_score = selection_scores(json.loads(best.read_text()))[self.select_on]
+        self.best_scores: dict = {}  # score name -> best value so far (resuming: those of the interrupted part)
         for name in SELECT_ON:
             path = run_dir / "best" / f"{name}.json"
             if path.exists():
                 self.best_scores[name] = selection_scores(json.loads(path.read_text()))[name]
+        best = run_dir / "best_model.json"
+        if best.exists():
+            self.best_scores[self.select_on] = selection_scores(json.loads(best.read_text()))[self.select_on]
 
     def _on_step(self) -> bool:
         n = self.model.num_timesteps
@@ -220,22 +221,22 @@ class CheckpointAndEval(BaseCallback):
         return True
 
     def _keep_best(self, row: dict) -> None:
+        """Save the model as ``best_model.zip`` where ``row`` beats the best ``select_on`` score so far, and, with a
+        second validation set, as ``best/<score>.zip`` for each score it beats."""
         scores = selection_scores(row)
         if self.select_on not in scores:
             raise ValueError(f"select_on={self.select_on!r}: the validation rows have no such score "
                              f"(scores: {sorted(scores)})")
-        score = scores[self.select_on]
-        if self.best_score is None or score > self.best_score:
-            self.best_score = score
-            atomic_save_model(self.model, self.run_dir / "best_model.zip")
-            atomic_write_text(self.run_dir / "best_model.json", json.dumps(row, indent=2) + "\n")
-        if len(scores) == 1:
-            return
         for name, score in scores.items():
-            if name not in self.best_scores or score > self.best_scores[name]:
-                self.best_scores[name] = score
-                atomic_save_model(self.model, self.run_dir / "best" / f"{name}.zip")
-                atomic_write_text(self.run_dir / "best" / f"{name}.json", json.dumps(row, indent=2) + "\n")
+            if name in self.best_scores and score <= self.best_scores[name]:
+                continue
+            self.best_scores[name] = score
+            paths = [self.run_dir / "best" / name] if len(scores) > 1 else []
+            if name == self.select_on:
+                paths.append(self.run_dir / "best_model")
+            for path in paths:
+                atomic_save_model(self.model, path.with_suffix(".zip"))
+                atomic_write_text(path.with_suffix(".json"), json.dumps(row, indent=2) + "\n")
 
 
 def save_checkpoint(model, ckpt: Path, wall_s: float) -> None:
