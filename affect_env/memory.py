@@ -121,6 +121,17 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     return value
 
 
+def check_count(name: str, value, zero_means: str) -> int:
+    """``value`` as an int if it is a whole number ``>= 0``, else a ``ValueError`` naming ``name`` and what 0 means."""
+    try:
+        ok = not isinstance(value, bool) and float(value).is_integer() and value >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a whole number >= 0 (0: {zero_means}), got {value!r}")
+    return int(value)
+
+
 def check_reward_error(kind: str) -> str:
     """``kind`` if it names a reward error (one of :data:`REWARD_ERRORS`), else a ``ValueError`` naming them."""
     return check_choice("reward", kind, REWARD_ERRORS)

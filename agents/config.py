@@ -85,6 +85,9 @@ class TrainConfig:
     refresh_every: int = 25
     refresh_fit: int = 10
     refresh_movies: int = 8
+    # with refresh_movies, recompute only a stretch of this many steps of each drawn movie (0: whole movies), half
+    # of them at the opening: a refresh then costs what one of short movies costs, however long the movies are
+    refresh_window: int = 0
     paper_faithful: bool = False
     # bookkeeping
     seed: int = 0

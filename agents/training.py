@@ -37,7 +37,7 @@ from agents.config import SELECT_ON, TrainConfig
 from agents.rmn import RMN
 from agents.rmn.buffers import POSITIONS, SPACINGS
 from agents.rmn.networks import check_write_top_k, erase_biases
-from agents.rmn.rmn import JUMP_MODES, check_adjoint, weight_schedule
+from agents.rmn.rmn import JUMP_MODES, check_adjoint, check_refresh, weight_schedule
 
 SPLITS = ("train", "val", "test")
 
@@ -108,6 +108,7 @@ def check_config(cfg: TrainConfig) -> None:
     check_choice("jump_spacing", cfg.jump_spacing, SPACINGS)
     check_choice("jump_positions", cfg.jump_positions, POSITIONS)
     check_adjoint(cfg.jump_mode, cfg.jump_weight, cfg.refresh_every, cfg.adjoint_step)
+    check_refresh(cfg.refresh_movies, cfg.refresh_window)
     check_choice("select_on", cfg.select_on, SELECT_ON)
     if cfg.select_on != "val" and not cfg.long_val_options:
         raise ValueError(f"select_on={cfg.select_on!r} scores a second validation set: give its options "
@@ -134,7 +135,8 @@ def make_rmn(cfg: TrainConfig, env: LiRISMemoryEnv, encoder: SegmentEncoder, ten
         jump_positions=cfg.jump_positions, adjoint_step=cfg.adjoint_step,
         value_scale=cfg.value_scale, same_step_credit=cfg.same_step_credit,
         write_top_k_weight=cfg.write_top_k_weight, refresh_every=cfg.refresh_every,
-        refresh_fit=cfg.refresh_fit, refresh_movies=cfg.refresh_movies, reward=cfg.reward,
+        refresh_fit=cfg.refresh_fit, refresh_movies=cfg.refresh_movies, refresh_window=cfg.refresh_window,
+        reward=cfg.reward,
         update_thread=cfg.update_thread,
         tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, seed=cfg.seed, device=cfg.device,
     )

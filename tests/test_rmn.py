@@ -13,7 +13,7 @@ from agents import train_ddpg
 from agents.config import TrainConfig
 from agents.evaluate import load_model, predict_dataset
 from agents.rmn import RMN
-from agents.rmn.buffers import LabelReplayBuffer
+from agents.rmn.buffers import LabelReplayBuffer, log_keep_step
 from agents.rmn.networks import erase_biases
 from agents.rmn.rmn import adjoint_horizons, reverse_adjoint
 from agents.training import CheckpointAndEval, build_encoder, load_splits, make_env, make_rmn, train
@@ -355,6 +355,71 @@ def test_a_partial_refresh_recomputes_only_its_drawn_movies_and_the_samplers_kee
     data = load_splits(cfg)
     encoder = build_encoder(cfg, data, tmp_path, progress=False)
     assert make_rmn(cfg, make_env(cfg, data["train"], encoder), encoder, None).refresh_movies == 3
+
+
+def test_a_windowed_refresh_recomputes_a_stretch_from_the_stored_memory_before_it(tmp_path):
+    """With ``refresh_window`` a partial refresh redoes one stretch per drawn movie (the opening for about half of
+    them), starting from the memory stored before it; the rest of the movie keeps its memories and its per-step
+    sensitivities, and the adjoints carry the stretch's own reads."""
+    model = tiny_agent(learning_starts=20, jump_weight=1.0, jump_mode="adjoint", jump_distance=60,
+                       refresh_every=10 ** 6, refresh_movies=2, refresh_window=100)
+    model.learn(800)  # three whole movies (240 steps each) and the start of a fourth
+    buf = model.replay_buffer
+    episodes = buf.complete_episodes()
+    starts = []
+    for _ in range(3):
+        with torch.no_grad():  # a writer that changed since the memories were stored
+            model.actor.head.bias.add_(0.1)
+        stale_after, stale_keep = buf.afterstates.copy(), buf.log_keep.copy()
+        assert model.refresh_memories(movies=2) == 200
+        refreshed = model._refreshed_rows
+        assert set(np.flatnonzero(buf.adjoint_ready)) == set(refreshed)  # adjoints: the stretches only
+        assert set(buf._valid_starts(1, 200, among=refreshed)) <= set(refreshed)  # the catch-up's windows
+        for movie in episodes[:3]:
+            stretch = movie[np.isin(movie, refreshed)]
+            if not len(stretch):
+                assert np.array_equal(buf.afterstates[movie], stale_after[movie])
+                continue
+            s = int(np.flatnonzero(movie == stretch[0])[0])
+            starts.append(s)
+            assert np.array_equal(stretch, movie[s:s + 100])  # consecutive steps
+            seg = torch.as_tensor(buf.segments[stretch])
+            with torch.no_grad():  # the current writer from the stored memory before the stretch (m0 at the opening)
+                m = model.predictor.m0[None] if s == 0 else torch.as_tensor(stale_after[movie[s - 1]])[None]
+                step_keep = []
+                for t in range(len(stretch)):
+                    parts = model.actor(seg[t:t + 1], m)
+                    m = write(m, parts)
+                    step_keep.append(log_keep_step(parts.attention[..., None] * parts.erase)[0].numpy())
+                    np.testing.assert_allclose(buf.afterstates[stretch[t]], m[0].numpy(), rtol=1e-5, atol=1e-6)
+            outside = np.concatenate([movie[:s], movie[s + 100:]])
+            assert np.array_equal(buf.afterstates[outside], stale_after[outside])
+            # the running sum of log-keeps: the stretch's new writes, and every other write's own term as it was
+            keep = buf.log_keep[movie]
+            per_step = np.diff(keep, axis=0, prepend=np.zeros_like(keep[:1]))
+            old_per_step = np.diff(stale_keep[movie], axis=0, prepend=np.zeros_like(keep[:1]))
+            np.testing.assert_allclose(per_step[s:s + 100], np.stack(step_keep), atol=1e-4)
+            np.testing.assert_allclose(np.delete(per_step, np.s_[s:s + 100], axis=0),
+                                       np.delete(old_per_step, np.s_[s:s + 100], axis=0), atol=1e-4)
+            # adjoints: the current predictor's error gradients of the stretch's reads, carried back inside it
+            with torch.enable_grad():
+                mem = torch.as_tensor(buf.afterstates[stretch]).requires_grad_(True)
+                err = prediction_error(model.predictor(seg, mem), torch.as_tensor(buf.targets[stretch]),
+                                       model.reward_error)
+                grads, = torch.autograd.grad(err.sum(), mem)
+            expected = reverse_adjoint(grads[None], torch.as_tensor(np.exp(np.stack(step_keep)))[None],
+                                       *adjoint_horizons(60, model.jump_spacing))[0]
+            np.testing.assert_allclose(buf.adjoint[stretch], expected.numpy(), rtol=1e-3, atol=1e-6)
+    assert 0 in starts and any(s > 0 for s in starts)  # the opening, and stretches elsewhere
+    assert model.refresh_memories() == 800  # the refresh before a validation: every movie, whole
+    assert model._refreshed_rows is None and buf.adjoint_ready[np.concatenate(episodes[:3])].all()
+    for bad in (-1, 2.5, "long"):
+        with pytest.raises(ValueError, match="refresh_window must be a whole number"):
+            tiny_agent(refresh_window=bad)
+    cfg = TrainConfig(**{**TINY, "refresh_window": 50, "out": str(tmp_path / "run")})
+    data = load_splits(cfg)
+    encoder = build_encoder(cfg, data, tmp_path, progress=False)
+    assert make_rmn(cfg, make_env(cfg, data["train"], encoder), encoder, None).refresh_window == 50
 
 
 def test_every_validation_reads_with_a_predictor_in_step_with_its_writer(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from affect_env.memory import WriteAction
+from affect_env.memory import WriteAction, check_count
 
 
 def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: type = nn.ReLU) -> nn.Sequential:
@@ -71,13 +71,7 @@ def check_write_top_k(k: int) -> int:
 
     0, or any ``k >= n_slots``, means all slots: a study over ``n_slots`` keeps one ``write_top_k`` for every N.
     """
-    try:
-        ok = not isinstance(k, bool) and float(k).is_integer() and k >= 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"write_top_k must be a whole number >= 0 (0: all slots), got {k}")
-    return int(k)
+    return check_count("write_top_k", k, "all slots")
 
 
 def check_top_k_weight(weight: float) -> float:

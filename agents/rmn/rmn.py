@@ -22,7 +22,7 @@ initialisation, coupled (GRU-like) gates (in the policy), a value scale and a sq
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Optional, Sequence, Union
+from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -31,8 +31,8 @@ from stable_baselines3 import DDPG
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import ConstantSchedule, LinearSchedule, polyak_update
 
-from affect_env.memory import (add_exploration_noise, check_choice, check_reward_error, encode_action,
-                               prediction_error, write)
+from affect_env.memory import (add_exploration_noise, check_choice, check_count, check_reward_error,
+                               encode_action, prediction_error, write)
 from agents.rmn.buffers import POSITIONS, SPACINGS, LabelReplayBuffer, log_keep_step
 from agents.rmn.networks import NumpySlotActor
 from agents.rmn.policies import RMNPolicy
@@ -78,6 +78,21 @@ def reverse_adjoint(error_grads: torch.Tensor, step_keep: torch.Tensor, horizons
         per_horizon = step_keep[:, t + 1] * (error_grads[:, t + 1] + gamma * per_horizon)
         out[:, t] = (scale * per_horizon).sum(0)
     return out
+
+
+def check_refresh(refresh_movies: int, refresh_window: int) -> None:
+    """``ValueError`` unless the partial refresh's movie count and stretch length are whole numbers ``>= 0``."""
+    check_count("refresh_movies", refresh_movies, "every stored movie")
+    check_count("refresh_window", refresh_window, "whole movies")
+
+
+class RefreshStretch(NamedTuple):
+    """Consecutive steps of one stored movie that a refresh recomputes with the current writer."""
+
+    rows: np.ndarray  # buffer rows of the stretch, in time order
+    before: int  # buffer row of the stored m_{s-1} the stretch starts from, or -1: it starts the movie (m0)
+    after: np.ndarray  # rows of the same movie after the stretch (kept; their cumulative log-keeps are shifted)
+    whole: bool  # the movie has ended, so the stretch's later reads are all stored (it gets adjoints)
 
 
 def check_adjoint(jump_mode: str, jump_weight: float, refresh_every: int, adjoint_step: float) -> None:
@@ -146,6 +161,12 @@ class RMN(DDPG):
         are then drawn until the next refresh. The refresh then costs the same for any replay size, so it can
         run every few updates and the adjoints the writer follows are never more than ``refresh_every`` updates
         old. The refresh before each validation still recomputes every movie
+    :param refresh_window: with ``refresh_movies``, recompute only a stretch of this many steps of each drawn movie
+        (0 = the whole movie): for half of the movies the opening, for the others a stretch at a uniformly drawn
+        place, started from the stored memory before it (which the writer of an earlier refresh made). A refresh
+        steps along its movies one write at a time, so its cost is set by the longest movie; with long training
+        movies a stretch keeps it at that of short ones. The adjoints of a stretch carry the reads inside it only
+        (its last steps get fewer reads); steps after it keep their memories, which the next refreshes redo
     :param reward: the error whose negative is the reward, recomputed at update time and used by the
         long-range loss too: ``"mae"`` (the paper), ``"mse"`` or ``"mae+mse"`` (the project's recipe; see
         :func:`affect_env.memory.prediction_error`)
@@ -204,6 +225,7 @@ class RMN(DDPG):
         refresh_every: int = 0,
         refresh_fit: int = 0,
         refresh_movies: int = 0,
+        refresh_window: int = 0,
         reward: str = "mae",
         tensorboard_log: Optional[str] = None,
         policy_kwargs: Optional[dict[str, Any]] = None,
@@ -238,9 +260,8 @@ class RMN(DDPG):
         self.update_thread = bool(update_thread)
         self._worker: Optional[ThreadPoolExecutor] = None
         self.refresh_every, self.refresh_fit = int(refresh_every), int(refresh_fit)
-        if refresh_movies < 0:
-            raise ValueError(f"refresh_movies must be >= 0 (0 = every stored movie), got {refresh_movies}")
-        self.refresh_movies = int(refresh_movies)
+        check_refresh(refresh_movies, refresh_window)
+        self.refresh_movies, self.refresh_window = int(refresh_movies), int(refresh_window)
         self._last_refresh = 0  # update count of the last refresh
         self._refreshed_rows: Optional[np.ndarray] = None  # buffer rows of the last partial refresh (None: all)
         self.reward_error = check_reward_error(reward)
@@ -458,56 +479,81 @@ class RMN(DDPG):
         Groups of ``batch_movies`` movies run as batches, alternately in the worker thread (with ``update_thread``)
         and in this one; each group writes only its own movies' rows.
 
-        :param movies: recompute only this many whole stored movies, drawn at random (0 = every complete one);
-            their rows are kept in ``_refreshed_rows`` for the samplers until the next refresh
+        :param movies: recompute only this many whole stored movies, drawn at random (0 = every complete one), and
+            with ``refresh_window`` only a stretch of each; their rows are kept in ``_refreshed_rows`` for the
+            samplers until the next refresh
         :return: the number of refreshed steps
         """
-        episodes = self.replay_buffer.complete_episodes()
-        self._refreshed_rows = None
+        buf = self.replay_buffer
+        episodes = buf.complete_episodes()
+        drawn = False
         if movies:
-            whole = [g for g in episodes if self.replay_buffer.dones[g[-1]] > 0]
+            whole = [g for g in episodes if buf.dones[g[-1]] > 0]
             if len(whole) > movies:
                 episodes = [whole[i] for i in np.random.choice(len(whole), size=movies, replace=False)]
-                self._refreshed_rows = np.concatenate(episodes)
-        episodes.sort(key=len)
+                drawn = True
+        stretches = [self._stretch(g, self.refresh_window if movies else 0) for g in episodes]
+        partial = drawn or (movies and self.refresh_window)
+        self._refreshed_rows = np.concatenate([s.rows for s in stretches]) if partial and stretches else None
+        stretches.sort(key=lambda s: len(s.rows))
         if self.jump_mode == "adjoint":  # before the threads: allocate, and forget what is not refreshed now
-            if self.replay_buffer.adjoint is None:
-                self.replay_buffer.adjoint = np.zeros_like(self.replay_buffer.afterstates)
-            self.replay_buffer.adjoint_ready[:] = False
-        groups = [episodes[start:start + batch_movies] for start in range(0, len(episodes), batch_movies)]
+            if buf.adjoint is None:
+                buf.adjoint = np.zeros_like(buf.afterstates)
+            buf.adjoint_ready[:] = False
+        groups = [stretches[start:start + batch_movies] for start in range(0, len(stretches), batch_movies)]
         beside = [self._submit(self._refresh_group, group) for group in groups[1::2]]
         refreshed = sum(self._refresh_group(group) for group in groups[0::2])
         return refreshed + sum(job.result() for job in beside)
 
-    @torch.no_grad()
-    def _refresh_group(self, group: list) -> int:
-        """Rerun the current actor from ``m0`` over the stored segments of the movies ``group`` (lists of buffer
-        rows in time order) and store the new afterstates and cumulative log-keeps; returns the number of steps."""
-        buf = self.replay_buffer
-        length = max(len(g) for g in group)
-        idx = np.stack([np.pad(g, (0, length - len(g)), mode="edge") for g in group])  # (B, L)
-        after, log_keep = self._write_pass(buf.segments[idx])
-        adjoint = self._movie_adjoints(group, idx, after, log_keep) if self.jump_mode == "adjoint" else None
-        after, log_keep = after.cpu().numpy(), torch.cumsum(log_keep, dim=1).cpu().numpy()
-        for b, g in enumerate(group):
-            buf.afterstates[g] = after[b, :len(g)]
-            buf.log_keep[g] = log_keep[b, :len(g)]
-            if adjoint is not None and buf.dones[g[-1]] > 0:  # whole movies only: a running one lacks its future
-                buf.store_adjoint(g, adjoint[b, :len(g)])
-        return sum(len(g) for g in group)
+    def _stretch(self, rows: np.ndarray, window: int) -> RefreshStretch:
+        """The stretch of the stored movie ``rows`` a refresh recomputes: all of it, or (``window`` > 0 and a
+        longer movie) ``window`` steps, from its opening with probability 1/2, else from a uniformly drawn step."""
+        whole = bool(self.replay_buffer.dones[rows[-1]] > 0)
+        if not window or len(rows) <= window:
+            return RefreshStretch(rows, -1, rows[:0], whole)
+        start = 0 if np.random.random() < 0.5 else np.random.randint(1, len(rows) - window + 1)
+        end = start + window
+        return RefreshStretch(rows[start:end], int(rows[start - 1]) if start else -1, rows[end:], whole)
 
     @torch.no_grad()
-    def _write_pass(self, segments: np.ndarray) -> tuple:
-        """The current noise-free writer run from ``m0`` along ``segments`` ``(B, L, d_e)``: the afterstates and
-        each write's ``log(1 - att * erase)``, both ``(B, L, N, d)`` tensors on the agent's device.
+    def _refresh_group(self, group: list) -> int:
+        """Rerun the current actor over the stored segments of the stretches ``group`` (:class:`RefreshStretch`),
+        each from ``m0`` or from the stored memory before it, and store the new afterstates and cumulative
+        log-keeps (and adjoints); returns the number of steps."""
+        buf = self.replay_buffer
+        length = max(len(s.rows) for s in group)
+        idx = np.stack([np.pad(s.rows, (0, length - len(s.rows)), mode="edge") for s in group])  # (B, L)
+        m0 = self.predictor.m0.detach().cpu().numpy()
+        start = np.stack([buf.afterstates[s.before] if s.before >= 0 else m0 for s in group])
+        after, log_keep = self._write_pass(buf.segments[idx], start)
+        lengths = [len(s.rows) for s in group]
+        adjoint = self._movie_adjoints(idx, lengths, after, log_keep) if self.jump_mode == "adjoint" else None
+        after, log_keep = after.cpu().numpy(), torch.cumsum(log_keep, dim=1).cpu().numpy()
+        for b, s in enumerate(group):
+            n = len(s.rows)
+            carried = log_keep[b, :n] + (buf.log_keep[s.before] if s.before >= 0 else 0.0)
+            if len(s.after):  # later steps keep their own writes: shift their running sum by the stretch's change
+                buf.log_keep[s.after] += carried[-1] - buf.log_keep[s.rows[-1]]
+            buf.afterstates[s.rows] = after[b, :n]
+            buf.log_keep[s.rows] = carried
+            if adjoint is not None and s.whole:  # whole movies only: a running one lacks its future
+                buf.store_adjoint(s.rows, adjoint[b, :n])
+        return sum(lengths)
+
+    @torch.no_grad()
+    def _write_pass(self, segments: np.ndarray, start: Optional[np.ndarray] = None) -> tuple:
+        """The current noise-free writer run along ``segments`` ``(B, L, d_e)`` from ``start`` ``(B, N, d)`` (default
+        ``m0``): the afterstates and each write's ``log(1 - att * erase)``, both ``(B, L, N, d)`` tensors on the
+        agent's device.
 
         On the CPU the pass runs in NumPy (:class:`NumpySlotActor`, batched over the movies): one step is a few
         small matrix products, which NumPy runs with far less overhead per call than torch.
         """
-        m0 = self.predictor.m0.detach()
+        if start is None:
+            start = np.repeat(self.predictor.m0.detach().cpu().numpy()[None], len(segments), axis=0)
         if self.device.type == "cpu":
             actor = self._numpy_actor()
-            memory = np.repeat(m0.numpy()[None], len(segments), axis=0)
+            memory = np.array(start, np.float32)
             after = np.empty((*segments.shape[:2], *memory.shape[1:]), np.float32)
             log_keep = np.empty_like(after)
             for t in range(segments.shape[1]):
@@ -517,7 +563,7 @@ class RMN(DDPG):
                 log_keep[:, t] = log_keep_step(parts.attention[..., None] * parts.erase)
             return torch.from_numpy(after), torch.from_numpy(log_keep)
         segments = torch.as_tensor(segments, device=self.device)
-        memory = m0.unsqueeze(0).expand(len(segments), -1, -1).clone()
+        memory = torch.as_tensor(start, dtype=torch.float32, device=self.device).clone()
         after = torch.empty((*segments.shape[:2], *memory.shape[1:]), device=self.device)
         log_keep = torch.empty_like(after)
         for t in range(segments.shape[1]):
@@ -527,13 +573,15 @@ class RMN(DDPG):
             log_keep[:, t] = log_keep_step(parts.attention.unsqueeze(-1) * parts.erase)
         return after, log_keep
 
-    def _movie_adjoints(self, group: list, idx: np.ndarray, after: torch.Tensor, log_keep: torch.Tensor) -> np.ndarray:
-        """Adjoints ``(B, L, N, d)`` of the refreshed movies ``group`` (rows ``idx``, padded): the current
-        predictor's error gradient at every afterstate, carried back along the writes (:func:`reverse_adjoint`)."""
+    def _movie_adjoints(self, idx: np.ndarray, lengths: list, after: torch.Tensor,
+                        log_keep: torch.Tensor) -> np.ndarray:
+        """Adjoints ``(B, L, N, d)`` of the refreshed stretches at rows ``idx`` (padded beyond their ``lengths``):
+        the current predictor's error gradient at every afterstate, carried back along the writes
+        (:func:`reverse_adjoint`)."""
         buf = self.replay_buffer
         segments = torch.as_tensor(buf.segments[idx], device=self.device)
         targets = torch.as_tensor(buf.targets[idx], device=self.device)
-        real = torch.as_tensor(np.arange(idx.shape[1])[None, :] < np.array([len(g) for g in group])[:, None],
+        real = torch.as_tensor(np.arange(idx.shape[1])[None, :] < np.array(lengths)[:, None],
                                dtype=after.dtype, device=self.device)
         grads = torch.empty_like(after)
         for t in range(0, after.shape[1], ADJOINT_CHUNK):  # each step's error depends on its own memory only: a
