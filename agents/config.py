@@ -88,6 +88,9 @@ class TrainConfig:
     # with refresh_movies, recompute only a stretch of this many steps of each drawn movie (0: whole movies), half
     # of them at the opening: a refresh then costs what one of short movies costs, however long the movies are
     refresh_window: int = 0
+    # with refresh_window, a stretch's adjoints also carry the reads after it, through the stored memories (False:
+    # its own reads only); no gain in two seeds of the long recipe, 1.5x a stretch's refresh cost (README)
+    refresh_tail: bool = False
     paper_faithful: bool = False
     # bookkeeping
     seed: int = 0

@@ -136,7 +136,7 @@ def make_rmn(cfg: TrainConfig, env: LiRISMemoryEnv, encoder: SegmentEncoder, ten
         value_scale=cfg.value_scale, same_step_credit=cfg.same_step_credit,
         write_top_k_weight=cfg.write_top_k_weight, refresh_every=cfg.refresh_every,
         refresh_fit=cfg.refresh_fit, refresh_movies=cfg.refresh_movies, refresh_window=cfg.refresh_window,
-        reward=cfg.reward,
+        refresh_tail=cfg.refresh_tail, reward=cfg.reward,
         update_thread=cfg.update_thread,
         tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, seed=cfg.seed, device=cfg.device,
     )

@@ -357,16 +357,18 @@ def test_a_partial_refresh_recomputes_only_its_drawn_movies_and_the_samplers_kee
     assert make_rmn(cfg, make_env(cfg, data["train"], encoder), encoder, None).refresh_movies == 3
 
 
-def test_a_windowed_refresh_recomputes_a_stretch_from_the_stored_memory_before_it(tmp_path):
+@pytest.mark.parametrize("tail", [True, False])
+def test_a_windowed_refresh_recomputes_a_stretch_from_the_stored_memory_before_it(tmp_path, tail):
     """With ``refresh_window`` a partial refresh redoes one stretch per drawn movie (the opening for about half of
     them), starting from the memory stored before it; the rest of the movie keeps its memories and its per-step
-    sensitivities, and the adjoints carry the stretch's own reads."""
+    sensitivities, and the adjoints carry the stretch's reads and (``refresh_tail``) those after it, read by the
+    current predictor from the stored memories."""
     model = tiny_agent(learning_starts=20, jump_weight=1.0, jump_mode="adjoint", jump_distance=60,
-                       refresh_every=10 ** 6, refresh_movies=2, refresh_window=100)
+                       refresh_every=10 ** 6, refresh_movies=2, refresh_window=100, refresh_tail=tail)
     model.learn(800)  # three whole movies (240 steps each) and the start of a fourth
     buf = model.replay_buffer
     episodes = buf.complete_episodes()
-    starts = []
+    starts, tails = [], []
     for _ in range(3):
         with torch.no_grad():  # a writer that changed since the memories were stored
             model.actor.head.bias.add_(0.1)
@@ -401,16 +403,21 @@ def test_a_windowed_refresh_recomputes_a_stretch_from_the_stored_memory_before_i
             np.testing.assert_allclose(per_step[s:s + 100], np.stack(step_keep), atol=1e-4)
             np.testing.assert_allclose(np.delete(per_step, np.s_[s:s + 100], axis=0),
                                        np.delete(old_per_step, np.s_[s:s + 100], axis=0), atol=1e-4)
-            # adjoints: the current predictor's error gradients of the stretch's reads, carried back inside it
+            # adjoints: the current predictor's error gradients of the reads, carried back along the writes: the
+            # stretch's own, or all from the stretch to the movie's end (the later ones from the stored memories)
+            read = movie[s:] if tail else stretch
             with torch.enable_grad():
-                mem = torch.as_tensor(buf.afterstates[stretch]).requires_grad_(True)
-                err = prediction_error(model.predictor(seg, mem), torch.as_tensor(buf.targets[stretch]),
-                                       model.reward_error)
+                mem = torch.as_tensor(buf.afterstates[read]).requires_grad_(True)
+                err = prediction_error(model.predictor(torch.as_tensor(buf.segments[read]), mem),
+                                       torch.as_tensor(buf.targets[read]), model.reward_error)
                 grads, = torch.autograd.grad(err.sum(), mem)
-            expected = reverse_adjoint(grads[None], torch.as_tensor(np.exp(np.stack(step_keep)))[None],
-                                       *adjoint_horizons(60, model.jump_spacing))[0]
+            expected = reverse_adjoint(grads[None], torch.as_tensor(np.exp(per_step[s:s + len(read)]))[None],
+                                       *adjoint_horizons(60, model.jump_spacing))[0, :100]
             np.testing.assert_allclose(buf.adjoint[stretch], expected.numpy(), rtol=1e-3, atol=1e-6)
+            if tail and s + 100 < len(movie):  # the later reads do reach the stretch
+                tails.append(np.abs(expected[-1].numpy()).max())
     assert 0 in starts and any(s > 0 for s in starts)  # the opening, and stretches elsewhere
+    assert not tail or (tails and min(tails) > 1e-4)
     assert model.refresh_memories() == 800  # the refresh before a validation: every movie, whole
     assert model._refreshed_rows is None and buf.adjoint_ready[np.concatenate(episodes[:3])].all()
     for bad in (-1, 2.5, "long"):

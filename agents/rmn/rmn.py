@@ -58,7 +58,8 @@ def adjoint_horizons(max_distance: int, spacing: str) -> tuple[np.ndarray, np.nd
 
 
 def reverse_adjoint(error_grads: torch.Tensor, step_keep: torch.Tensor, horizons: np.ndarray,
-                    weights: np.ndarray) -> torch.Tensor:
+                    weights: np.ndarray, tail: Optional[torch.Tensor] = None,
+                    ends: Optional[Sequence[int]] = None) -> torch.Tensor:
     """The adjoint of every step of a batch of movies along the writes' linear path, by one backward scan.
 
     ``A_k = sum_h w_h / h * sum_{j > k} (1 - 1/h) ** (j - k - 1) * dm_j/dm_k * g_j`` with
@@ -66,18 +67,43 @@ def reverse_adjoint(error_grads: torch.Tensor, step_keep: torch.Tensor, horizons
 
     :param error_grads: ``g_t = d error_t / dm_t``, ``(B, T, N, d)`` (zero on padding after a movie's end)
     :param step_keep: ``keep_t = 1 - att_t * erase_t`` of each write, ``(B, T, N, d)``
-    :return: ``(B, T, N, d)``; zero at the last step, which no later read depends on
+    :param tail: the reads after the scanned steps, per horizon at step ``ends[b]`` of each movie ``b``,
+        ``(H, B, N, d)`` (:func:`adjoint_tail`); default none: the scanned steps are the whole rest of the movie
+    :param ends: with ``tail``, the last scanned step of each movie
+    :return: ``(B, T, N, d)``; zero at the last step, which no later read depends on (without ``tail``)
     """
     gamma = torch.as_tensor(1.0 - 1.0 / horizons, dtype=error_grads.dtype, device=error_grads.device)
     scale = torch.as_tensor(weights / horizons, dtype=error_grads.dtype, device=error_grads.device)
     gamma, scale = gamma.view(-1, 1, 1, 1), scale.view(-1, 1, 1, 1)
     per_horizon = torch.zeros((len(horizons), *error_grads[:, 0].shape), dtype=error_grads.dtype,
                               device=error_grads.device)
+    entering = {}  # step -> the movies whose tail enters there
+    for b, end in enumerate(ends if tail is not None else ()):
+        entering.setdefault(int(end), []).append(b)
     out = torch.zeros_like(error_grads)
-    for t in range(error_grads.shape[1] - 2, -1, -1):
-        per_horizon = step_keep[:, t + 1] * (error_grads[:, t + 1] + gamma * per_horizon)
+    for t in range(error_grads.shape[1] - 1, -1, -1):
+        if t < error_grads.shape[1] - 1:
+            per_horizon = step_keep[:, t + 1] * (error_grads[:, t + 1] + gamma * per_horizon)
+        if t in entering:
+            per_horizon[:, entering[t]] += tail[:, entering[t]]
+        elif t == error_grads.shape[1] - 1:
+            continue  # nothing read later: zero
         out[:, t] = (scale * per_horizon).sum(0)
     return out
+
+
+def adjoint_tail(error_grads: torch.Tensor, log_keep: torch.Tensor, horizons: np.ndarray) -> torch.Tensor:
+    """Each horizon's share of the reads after step 0, carried back to step 0 along the writes, ``(H, B, N, d)``:
+    ``sum_{j > 0} (1 - 1/h) ** (j - 1) * dm_j/dm_0 * g_j``, the ``tail`` of :func:`reverse_adjoint` for steps
+    that end just before these. In closed form (one product, no scan): ``dm_j/dm_0 = exp(L_j - L_0)``.
+
+    :param error_grads: ``g_t``, ``(B, M, N, d)`` (zero on padding; ``g_0`` is not used)
+    :param log_keep: running sums ``L_t`` of each write's ``log(1 - att * erase)``, ``(B, M, N, d)``
+    """
+    steps = torch.arange(error_grads.shape[1], dtype=error_grads.dtype, device=error_grads.device)
+    gamma = torch.as_tensor(1.0 - 1.0 / horizons, dtype=error_grads.dtype, device=error_grads.device)
+    decay = gamma[:, None] ** (steps - 1).clamp(min=0) * (steps > 0)  # (H, M)
+    return torch.einsum("hm,bmnd->hbnd", decay, torch.exp(log_keep - log_keep[:, :1]) * error_grads)
 
 
 def check_refresh(refresh_movies: int, refresh_window: int) -> None:
@@ -165,8 +191,12 @@ class RMN(DDPG):
         (0 = the whole movie): for half of the movies the opening, for the others a stretch at a uniformly drawn
         place, started from the stored memory before it (which the writer of an earlier refresh made). A refresh
         steps along its movies one write at a time, so its cost is set by the longest movie; with long training
-        movies a stretch keeps it at that of short ones. The adjoints of a stretch carry the reads inside it only
-        (its last steps get fewer reads); steps after it keep their memories, which the next refreshes redo
+        movies a stretch keeps it at that of short ones. Steps after it keep their memories, which the next
+        refreshes redo
+    :param refresh_tail: with ``refresh_window``, the adjoints of a stretch also carry the reads after it, through
+        the stored memories and writes of the rest of its movie (a predictor pass over them and one product, no
+        writes), as a whole-movie refresh's do, at about half again a stretch's cost; ``False`` (default): the
+        reads inside the stretch only (its last steps get fewer reads)
     :param reward: the error whose negative is the reward, recomputed at update time and used by the
         long-range loss too: ``"mae"`` (the paper), ``"mse"`` or ``"mae+mse"`` (the project's recipe; see
         :func:`affect_env.memory.prediction_error`)
@@ -226,6 +256,7 @@ class RMN(DDPG):
         refresh_fit: int = 0,
         refresh_movies: int = 0,
         refresh_window: int = 0,
+        refresh_tail: bool = False,
         reward: str = "mae",
         tensorboard_log: Optional[str] = None,
         policy_kwargs: Optional[dict[str, Any]] = None,
@@ -262,6 +293,7 @@ class RMN(DDPG):
         self.refresh_every, self.refresh_fit = int(refresh_every), int(refresh_fit)
         check_refresh(refresh_movies, refresh_window)
         self.refresh_movies, self.refresh_window = int(refresh_movies), int(refresh_window)
+        self.refresh_tail = bool(refresh_tail)
         self._last_refresh = 0  # update count of the last refresh
         self._refreshed_rows: Optional[np.ndarray] = None  # buffer rows of the last partial refresh (None: all)
         self.reward_error = check_reward_error(reward)
@@ -527,7 +559,7 @@ class RMN(DDPG):
         start = np.stack([buf.afterstates[s.before] if s.before >= 0 else m0 for s in group])
         after, log_keep = self._write_pass(buf.segments[idx], start)
         lengths = [len(s.rows) for s in group]
-        adjoint = self._movie_adjoints(idx, lengths, after, log_keep) if self.jump_mode == "adjoint" else None
+        adjoint = self._movie_adjoints(group, idx, after, log_keep) if self.jump_mode == "adjoint" else None
         after, log_keep = after.cpu().numpy(), torch.cumsum(log_keep, dim=1).cpu().numpy()
         for b, s in enumerate(group):
             n = len(s.rows)
@@ -573,11 +605,35 @@ class RMN(DDPG):
             log_keep[:, t] = log_keep_step(parts.attention.unsqueeze(-1) * parts.erase)
         return after, log_keep
 
-    def _movie_adjoints(self, idx: np.ndarray, lengths: list, after: torch.Tensor,
-                        log_keep: torch.Tensor) -> np.ndarray:
-        """Adjoints ``(B, L, N, d)`` of the refreshed stretches at rows ``idx`` (padded beyond their ``lengths``):
-        the current predictor's error gradient at every afterstate, carried back along the writes
-        (:func:`reverse_adjoint`)."""
+    def _movie_adjoints(self, group: list, idx: np.ndarray, after: torch.Tensor, log_keep: torch.Tensor) -> np.ndarray:
+        """Adjoints ``(B, L, N, d)`` of the refreshed stretches ``group`` at rows ``idx`` (padded beyond their
+        lengths): the current predictor's error gradient at every afterstate, carried back along the writes
+        (:func:`reverse_adjoint`), with ``refresh_tail`` the reads after each stretch as well (:meth:`_later_reads`)."""
+        lengths = [len(s.rows) for s in group]
+        horizons, weights = adjoint_horizons(self.jump_distance, self.jump_spacing)
+        tail = self._later_reads(group, horizons) if self.refresh_tail else None
+        grads = self._error_grads(idx, lengths, after)
+        return reverse_adjoint(grads, torch.exp(log_keep), horizons, weights, tail=tail,
+                               ends=[n - 1 for n in lengths]).cpu().numpy()
+
+    def _later_reads(self, group: list, horizons: np.ndarray) -> Optional[torch.Tensor]:
+        """The reads after each stretch of ``group`` in its (ended) movie, carried back to the stretch's last step
+        through the stored afterstates and writes (:func:`adjoint_tail`), ``(H, B, N, d)``; None when no stretch
+        has any: the rest of a movie is read by the current predictor from memories an earlier writer made, as
+        between two refreshes the whole replay is."""
+        buf = self.replay_buffer
+        rows = [np.concatenate([s.rows[-1:], s.after]) if s.whole else s.rows[-1:] for s in group]
+        length = max(len(r) for r in rows)
+        if length == 1:
+            return None
+        idx = np.stack([np.pad(r, (0, length - len(r)), mode="edge") for r in rows])
+        stored = torch.as_tensor(buf.afterstates[idx], device=self.device)
+        grads = self._error_grads(idx, [len(r) for r in rows], stored)
+        return adjoint_tail(grads, torch.as_tensor(buf.log_keep[idx], device=self.device), horizons)
+
+    def _error_grads(self, idx: np.ndarray, lengths: list, after: torch.Tensor) -> torch.Tensor:
+        """``d error_t / d m_t`` of the current predictor at the afterstates ``after`` ``(B, L, N, d)`` of the stored
+        steps at rows ``idx``, zero beyond each movie's ``lengths``."""
         buf = self.replay_buffer
         segments = torch.as_tensor(buf.segments[idx], device=self.device)
         targets = torch.as_tensor(buf.targets[idx], device=self.device)
@@ -591,8 +647,7 @@ class RMN(DDPG):
                 y = self.predictor(segments[:, chunk].flatten(0, 1), memory.flatten(0, 1))
                 error = prediction_error(y, targets[:, chunk].flatten(0, 1), self.reward_error).view_as(real[:, chunk])
                 grads[:, chunk], = torch.autograd.grad((error * real[:, chunk]).sum(), memory)
-        horizons, weights = adjoint_horizons(self.jump_distance, self.jump_spacing)
-        return reverse_adjoint(grads, torch.exp(log_keep), horizons, weights).cpu().numpy()
+        return grads
 
     def refresh(self, fit_steps: Optional[int] = None, movies: int = 0) -> dict:
         """Recompute the stored memories with the current writer, then let the predictor catch up with it.
