@@ -1,7 +1,8 @@
 """Evaluate a trained agent: metrics, per-movie prediction tables and figures.
 
 ``python -m agents.evaluate RUN_OR_MODEL [--dataset D] [--split test]`` recomputes ``metrics.csv``,
-``predictions/`` and ``figures/`` of a run directory (or of a ``model.zip``, writing next to it).
+``error_by_position.csv``, ``predictions/`` and ``figures/`` of a run directory (or of a ``model.zip``, writing next
+to it).
 """
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import numpy as np
 import pandas as pd
 
 from affect_env.data import MovieDataset, load_dataset
+from affect_env.memory import check_count
 from agents.cli import add_dataset_option_argument, parse_dataset_options
-from agents.metrics import evaluate_predictions
-from agents.plots import plot_memory_attention, plot_predictions, plot_training_curves
+from agents.metrics import error_by_position, evaluate_predictions
+from agents.plots import (plot_error_by_position, plot_memory_attention, plot_predictions,
+                          plot_training_curves)
 from agents.rollout import rollout
 
 
@@ -55,13 +58,18 @@ def prediction_table(movie, prediction: np.ndarray, target_names: Sequence[str])
     return pd.DataFrame(table)
 
 
-def write_outputs(out: Path, metrics: pd.DataFrame, results: list, dataset: MovieDataset) -> None:
-    """``metrics.csv``, ``predictions/<movie>.csv`` and the figures of an evaluation, into ``out``."""
+def write_outputs(out: Path, metrics: pd.DataFrame, results: list, dataset: MovieDataset,
+                  position_stretch: int = 0) -> None:
+    """``metrics.csv``, ``error_by_position.csv`` (:func:`~agents.metrics.error_by_position`, ``position_stretch``
+    segments per row), ``predictions/<movie>.csv`` and the figures of an evaluation, into ``out``."""
     out = Path(out)
+    preds = [r["prediction"] for r in results]
+    by_position = error_by_position(preds, dataset, position_stretch)  # bad stretch: fail before writing
     (out / "predictions").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     metrics.to_csv(out / "metrics.csv", index=False)
-    preds = [r["prediction"] for r in results]
+    by_position.to_csv(out / "error_by_position.csv", index=False)
+    plot_error_by_position(out / "figures" / "error_by_position.png", by_position)
     for movie, pred in zip(dataset, preds):
         prediction_table(movie, pred, dataset.target_names).to_csv(out / "predictions" / f"{movie.movie_id}.csv",
                                                                    index=False)
@@ -92,8 +100,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the run directory)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--position-stretch", type=int, default=0, metavar="N",
+                        help="segments per row of error_by_position.csv (default 0: a tenth of the longest movie)")
     add_dataset_option_argument(parser)
     args = parser.parse_args(argv)
+    check_count("--position-stretch", args.position_stretch, "a tenth of the longest movie")
     run_dir = args.run if args.run.is_dir() else args.run.parent
     out = args.out or run_dir
     if not (run_dir / "config.json").exists() and (run_dir.parent / "config.json").exists():
@@ -104,7 +115,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from agents.sb3_algorithms import evaluate_run
 
         metrics = evaluate_run(run_dir, args.split, args.dataset, out, args.device,
-                               parse_dataset_options(args.dataset_option))
+                               parse_dataset_options(args.dataset_option), args.position_stretch)
     else:
         options = config.get("dataset_options", {}) if args.dataset is None else {}
         options = {**options, **parse_dataset_options(args.dataset_option)}
@@ -112,7 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         data = load_dataset(args.dataset or config.get("dataset", "synthetic"), args.split,
                             targets=config.get("targets"), segment_seconds=config.get("segment_seconds"), **options)
         metrics, results = evaluate_model(model, data)
-        write_outputs(out, metrics, results, data)
+        write_outputs(out, metrics, results, data, args.position_stretch)
     g = metrics.iloc[0]
     shown = {k: round(float(g[k]), 4) for k in metrics.columns if k != "scope" and k in g and pd.notna(g[k])}
     print(json.dumps({"split": args.split, "movies": len(metrics) - 1, **shown}, indent=2))

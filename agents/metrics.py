@@ -1,10 +1,13 @@
-"""Metrics for continuous emotion curves: MSE, MAE, PCC, CCC per target, and ``gap_closed``."""
+"""Metrics for continuous emotion curves: MSE, MAE, PCC, CCC per target, and ``gap_closed``; overall, per movie
+and along the movies."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+
+from affect_env.memory import check_count
 
 
 def pcc(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -95,4 +98,31 @@ def evaluate_predictions(predictions: Sequence[np.ndarray], dataset) -> pd.DataF
     for movie, pred in zip(dataset, predictions):
         rows.append(_row(movie.movie_id, pred, movie.targets, names,
                          movie.oracle if has_oracle else None, movie.no_memory if has_oracle else None))
+    return pd.DataFrame(rows)
+
+
+def error_by_position(predictions: Sequence[np.ndarray], dataset, stretch: int = 0) -> pd.DataFrame:
+    """The metrics along the movies: one row per stretch of ``stretch`` consecutive segments, counted from each
+    movie's start and pooled over the movies long enough to reach it. A memory that holds keeps the error flat
+    along the movie; one that fades lets it grow with the position.
+
+    :param predictions: one ``(T, n_targets)`` array per movie of ``dataset``, in order
+    :param dataset: the :class:`~affect_env.data.MovieDataset` the predictions are for
+    :param stretch: segments per row (0: a tenth of the longest movie, rounded up)
+    :return: ``start`` and ``end`` (segment indices, ``end`` exclusive), ``movies`` (how many reach the stretch),
+        then the columns of :func:`evaluate_predictions`' rows (``gap_closed`` NaN where a stretch has no gap)
+    """
+    longest = max((len(m.targets) for m in dataset), default=0)
+    stretch = check_count("stretch", stretch, "a tenth of the longest movie") or max(1, -(-longest // 10))
+    names, has_oracle = dataset.target_names, dataset.has_oracle
+    rows = []
+    for start in range(0, longest, stretch):
+        cut = slice(start, start + stretch)
+        reached = [(m, p) for m, p in zip(dataset, predictions) if len(m.targets) > start]
+        stack = lambda arrays: np.concatenate([a[cut] for a in arrays])  # noqa: E731
+        row = _row("", stack([p for _, p in reached]), stack([m.targets for m, _ in reached]), names,
+                   stack([m.oracle for m, _ in reached]) if has_oracle else None,
+                   stack([m.no_memory for m, _ in reached]) if has_oracle else None)
+        row.pop("scope")
+        rows.append({"start": start, "end": min(start + stretch, longest), "movies": len(reached), **row})
     return pd.DataFrame(rows)

@@ -63,3 +63,23 @@ def plot_training_curves(path: Path, log: pd.DataFrame) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_error_by_position(path: Path, table: pd.DataFrame) -> None:
+    """Squared error along the movies (:func:`agents.metrics.error_by_position`), with the oracle's and the
+    memory-less prediction's where the dataset knows them."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    middle = (table["start"] + table["end"]) / 2
+    ax.plot(middle, table["mse"], marker="o", color="tab:red", label="model")
+    for col, color, label in (("mse_no_memory", "0.5", "memory-less"), ("mse_oracle", "tab:green", "oracle")):
+        if col in table.columns:
+            ax.plot(middle, table[col], ls="--", color=color, label=label)
+    ax.set_title("error along the movies", fontsize=9)
+    ax.set_xlabel("segment (middle of each stretch)")
+    ax.set_ylabel("mean squared error")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

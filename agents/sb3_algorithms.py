@@ -466,11 +466,12 @@ def load_run(run: Union[str, Path], device: str = "auto") -> SB3Run:
 
 def evaluate_run(run: Union[str, Path], split: str = "test", dataset: Optional[str] = None,
                  out: Optional[Union[str, Path]] = None, device: str = "auto",
-                 dataset_options: Optional[dict] = None) -> pd.DataFrame:
+                 dataset_options: Optional[dict] = None, position_stretch: int = 0) -> pd.DataFrame:
     """Re-evaluate a stock-algorithm run on ``split`` and write metrics, predictions and figures to ``out``.
 
     :param dataset: another dataset source (default: the run's, with its options)
     :param dataset_options: reader options that replace the run's (e.g. longer synthetic movies)
+    :param position_stretch: segments per row of ``error_by_position.csv`` (0: a tenth of the longest movie)
     :param out: where to write (default: the run directory)
     :return: the metrics table (global row first)
     """
@@ -482,5 +483,5 @@ def evaluate_run(run: Union[str, Path], split: str = "test", dataset: Optional[s
     data = load_dataset(dataset or cfg.dataset, split, targets=cfg.targets, segment_seconds=cfg.segment_seconds,
                         **options)
     metrics, results = evaluate_policy_on(loaded.model, evaluation_env(cfg, data, loaded.encoder, loaded.predictor))
-    write_outputs(Path(out or run), metrics, results, data)
+    write_outputs(Path(out or run), metrics, results, data, position_stretch)
     return metrics

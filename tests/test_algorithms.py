@@ -60,8 +60,9 @@ def test_each_algorithm_trains_evaluates_and_reloads(algo, tmp_path):
     assert metrics["scope"].tolist() == ["global"] + [m.movie_id for m in test]
     assert np.isclose(metrics.loc[0, "mse"], summary["test_mse"])
     assert np.isfinite(summary["test_gap_closed"]) and np.isfinite(summary["test_valence_pcc"])
-    for name in ("predictions.png", "memory_attention.png", "training_curves.png"):
+    for name in ("predictions.png", "memory_attention.png", "training_curves.png", "error_by_position.png"):
         assert (run / "figures" / name).stat().st_size > 0
+    assert pd.read_csv(run / "error_by_position.csv")["movies"].iloc[0] == len(test)
     log = pd.read_csv(run / "eval_log.csv")
     assert log["timesteps"].tolist()[:2] == [100, 200] and np.isfinite(log["mse"]).all()
     assert (run / "checkpoint" / "model.zip").exists() and json.loads((run / "config.json").read_text())["algo"] == algo

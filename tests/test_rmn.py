@@ -853,8 +853,16 @@ def test_evaluate_on_longer_movies_with_dataset_options(tiny_run, tmp_path, caps
     assert code == 0 and shown["segments"] == 2 * 480
     assert {"gap_closed_valence_genre", "gap_closed_valence_characters", "gap_closed_arousal_genre_arc"} <= set(shown)
     assert len(pd.read_csv(tmp_path / "long" / "predictions" / "synthetic-test-0000.csv")) == 480
+    along = pd.read_csv(tmp_path / "long" / "error_by_position.csv")  # a tenth of the movie per row by default
+    assert along["start"].tolist() == list(range(0, 480, 48)) and (along["movies"] == 2).all()
+    assert (tmp_path / "long" / "figures" / "error_by_position.png").stat().st_size > 0
+    assert evaluate.main([str(out), "--out", str(tmp_path / "by100"), "--position-stretch", "100"]) == 0
+    assert pd.read_csv(tmp_path / "by100" / "error_by_position.csv")["end"].tolist() == [100, 200, 240]
     with pytest.raises(ValueError, match="KEY=VALUE"):
         evaluate.main([str(out), "--out", str(tmp_path / "x"), "--dataset-option", "length"])
+    with pytest.raises(ValueError, match="--position-stretch must be a whole number"):
+        evaluate.main([str(out), "--out", str(tmp_path / "x"), "--position-stretch", "-5"])
+    assert not (tmp_path / "x").exists()
 
 
 def test_train_only_dataset_options_change_the_training_movies_and_nothing_else():

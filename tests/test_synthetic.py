@@ -139,6 +139,36 @@ def test_bad_config_is_reported():
         load_synthetic("dev")
 
 
+def test_error_by_position_shows_where_along_the_movies_a_memory_fades():
+    """The metrics along the movies pool each stretch of positions over the movies long enough to reach it: a
+    prediction that is the oracle's for the first 100 segments and memory-less after them closes the whole gap in
+    the stretches before 100 and none after."""
+    from agents.metrics import error_by_position, evaluate_predictions
+
+    ds = load_synthetic("val", **{**SMALL, "length": [230, 330]})
+    lengths = np.array([len(m) for m in ds])
+    assert len(set(lengths)) > 1
+    fading = [np.concatenate([m.oracle[:100], m.no_memory[100:]]) for m in ds]
+    table = error_by_position(fading, ds, stretch=50)
+    assert table["start"].tolist() == list(range(0, lengths.max(), 50)) and table["end"].iloc[-1] == lengths.max()
+    assert table["movies"].tolist() == [int((lengths > s).sum()) for s in table["start"]]
+    assert table["segments"].tolist() == [int(np.clip(lengths - s, 0, 50).sum()) for s in table["start"]]
+    early, late = table["start"] < 100, table["start"] >= 100
+    assert table.loc[early, "gap_closed"].dropna().size == 2 and np.allclose(table.loc[early, "gap_closed"], 1.0)
+    assert table.loc[late, "gap_closed"].dropna().size > 0 and np.allclose(table.loc[late, "gap_closed"].dropna(), 0.0)
+    first = np.concatenate([p[:50] for p in fading]), np.concatenate([m.targets[:50] for m in ds])
+    assert table["valence_mse"].iloc[0] == pytest.approx(float(((first[0][:, 0] - first[1][:, 0]) ** 2).mean()))
+    # the stretches together are the whole split: their MSEs, weighted by their segments, give the global one
+    overall = evaluate_predictions(fading, ds).iloc[0]
+    assert (table["mse"] * table["segments"]).sum() / table["segments"].sum() == pytest.approx(overall["mse"])
+    # by default a tenth of the longest movie per row
+    default = error_by_position(fading, ds)
+    assert default["end"].iloc[0] == -(-lengths.max() // 10) and default["end"].iloc[-1] == lengths.max()
+    for bad in (-1, 2.5, "10"):
+        with pytest.raises(ValueError, match="stretch must be a whole number"):
+            error_by_position(fading, ds, stretch=bad)
+
+
 def test_component_masks_mark_where_each_cause_moves_the_oracle():
     """Outside a cause's cells, knowing that cause changes nothing; inside, per-cause gap_closed is exact."""
     from agents.metrics import evaluate_predictions
