@@ -202,6 +202,15 @@ class CheckpointAndEval(BaseCallback):
         if best.exists():
             self.best_scores[self.select_on] = selection_scores(json.loads(best.read_text()))[self.select_on]
 
+    def _on_training_start(self) -> None:
+        """Resuming: forget the validations after the checkpoint, which the resumed run redoes."""
+        log = self.run_dir / "eval_log.csv"
+        if log.exists():
+            rows = pd.read_csv(log)
+            kept = rows[rows["timesteps"] <= self.model.num_timesteps]
+            if len(kept) < len(rows):
+                atomic_write_text(log, kept.to_csv(index=False))
+
     def _on_step(self) -> bool:
         n = self.model.num_timesteps
         row = None

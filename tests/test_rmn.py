@@ -798,16 +798,18 @@ def test_cpu_and_gpu_agree_on_predictions_and_training_losses(tiny_run, tmp_path
 
 
 def test_resume_continues_an_interrupted_run(tmp_path):
+    """An interrupted run continues from its last checkpoint; the validations after it are redone, not repeated."""
     out = tmp_path / "resumable"
-    cfg = TrainConfig(timesteps=300, out=str(out), **TINY)
-    with pytest.raises(KeyboardInterrupt):
+    cfg = TrainConfig(timesteps=300, out=str(out), **{**TINY, "eval_every": 75})
+    with pytest.raises(KeyboardInterrupt):  # after the validation of step 225, past the checkpoint of step 150
         train(cfg, progress=False, on_eval=lambda row: (_ for _ in ()).throw(KeyboardInterrupt())
-              if row["timesteps"] >= 150 else None)
+              if row["timesteps"] >= 225 else None)
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     assert state["num_timesteps"] == 150 and not (out / "model.zip").exists()
+    assert list(pd.read_csv(out / "eval_log.csv")["timesteps"]) == [75, 150, 225]
     summary = train(TrainConfig(out=str(out)), resume=True, progress=False)
     assert summary["timesteps"] == 300
-    assert list(pd.read_csv(out / "eval_log.csv")["timesteps"]) == [150, 300]
+    assert list(pd.read_csv(out / "eval_log.csv")["timesteps"]) == [75, 150, 225, 300]
     with pytest.raises(ValueError, match="--resume"):
         train(cfg, progress=False)  # refuses to overwrite a run
 
