@@ -86,8 +86,6 @@ def reverse_adjoint(error_grads: torch.Tensor, step_keep: torch.Tensor, horizons
             per_horizon = step_keep[:, t + 1] * (error_grads[:, t + 1] + gamma * per_horizon)
         if t in entering:
             per_horizon[:, entering[t]] += tail[:, entering[t]]
-        elif t == error_grads.shape[1] - 1:
-            continue  # nothing read later: zero
         out[:, t] = (scale * per_horizon).sum(0)
     return out
 
@@ -104,6 +102,13 @@ def adjoint_tail(error_grads: torch.Tensor, log_keep: torch.Tensor, horizons: np
     gamma = torch.as_tensor(1.0 - 1.0 / horizons, dtype=error_grads.dtype, device=error_grads.device)
     decay = gamma[:, None] ** (steps - 1).clamp(min=0) * (steps > 0)  # (H, M)
     return torch.einsum("hm,bmnd->hbnd", decay, torch.exp(log_keep - log_keep[:, :1]) * error_grads)
+
+
+def padded_rows(rows: Sequence[np.ndarray]) -> tuple[np.ndarray, list]:
+    """Buffer rows of several stored stretches as one ``(B, L)`` index, each padded with its last row to the
+    longest, and their lengths."""
+    lengths = [len(r) for r in rows]
+    return np.stack([np.pad(r, (0, max(lengths) - len(r)), mode="edge") for r in rows]), lengths
 
 
 def check_refresh(refresh_movies: int, refresh_window: int) -> None:
@@ -553,12 +558,10 @@ class RMN(DDPG):
         each from ``m0`` or from the stored memory before it, and store the new afterstates and cumulative
         log-keeps (and adjoints); returns the number of steps."""
         buf = self.replay_buffer
-        length = max(len(s.rows) for s in group)
-        idx = np.stack([np.pad(s.rows, (0, length - len(s.rows)), mode="edge") for s in group])  # (B, L)
+        idx, lengths = padded_rows([s.rows for s in group])  # (B, L)
         m0 = self.predictor.m0.detach().cpu().numpy()
         start = np.stack([buf.afterstates[s.before] if s.before >= 0 else m0 for s in group])
         after, log_keep = self._write_pass(buf.segments[idx], start)
-        lengths = [len(s.rows) for s in group]
         adjoint = self._movie_adjoints(group, idx, after, log_keep) if self.jump_mode == "adjoint" else None
         after, log_keep = after.cpu().numpy(), torch.cumsum(log_keep, dim=1).cpu().numpy()
         for b, s in enumerate(group):
@@ -622,13 +625,12 @@ class RMN(DDPG):
         has any: the rest of a movie is read by the current predictor from memories an earlier writer made, as
         between two refreshes the whole replay is."""
         buf = self.replay_buffer
-        rows = [np.concatenate([s.rows[-1:], s.after]) if s.whole else s.rows[-1:] for s in group]
-        length = max(len(r) for r in rows)
-        if length == 1:
+        idx, lengths = padded_rows([np.concatenate([s.rows[-1:], s.after]) if s.whole else s.rows[-1:]
+                                    for s in group])
+        if idx.shape[1] == 1:
             return None
-        idx = np.stack([np.pad(r, (0, length - len(r)), mode="edge") for r in rows])
         stored = torch.as_tensor(buf.afterstates[idx], device=self.device)
-        grads = self._error_grads(idx, [len(r) for r in rows], stored)
+        grads = self._error_grads(idx, lengths, stored)
         return adjoint_tail(grads, torch.as_tensor(buf.log_keep[idx], device=self.device), horizons)
 
     def _error_grads(self, idx: np.ndarray, lengths: list, after: torch.Tensor) -> torch.Tensor:
