@@ -192,6 +192,7 @@ class CheckpointAndEval(BaseCallback):
         self.run_dir, self.evaluate_fn, self.on_eval = run_dir, evaluate_fn, on_eval
         self.eval_every, self.checkpoint_every, self.t0 = eval_every, checkpoint_every, t0
         self.select_on = check_choice("select_on", select_on, SELECT_ON)
+        self.eval_log = run_dir / "eval_log.csv"
         self.last_eval: Optional[dict] = None
         self.best_scores: dict = {}  # score name -> best value so far (resuming: those of the interrupted part)
         for name in SELECT_ON:
@@ -204,12 +205,11 @@ class CheckpointAndEval(BaseCallback):
 
     def _on_training_start(self) -> None:
         """Resuming: forget the validations after the checkpoint, which the resumed run redoes."""
-        log = self.run_dir / "eval_log.csv"
-        if log.exists():
-            rows = pd.read_csv(log)
+        if self.eval_log.exists():
+            rows = pd.read_csv(self.eval_log)
             kept = rows[rows["timesteps"] <= self.model.num_timesteps]
             if len(kept) < len(rows):
-                atomic_write_text(log, kept.to_csv(index=False))
+                atomic_write_text(self.eval_log, kept.to_csv(index=False))
 
     def _on_step(self) -> bool:
         n = self.model.num_timesteps
@@ -218,8 +218,7 @@ class CheckpointAndEval(BaseCallback):
             if getattr(self.model, "refresh_every", 0):  # RMN: evaluate a predictor in step with its writer
                 self.model.refresh()
             row = {"timesteps": n, "wall_s": round(time.time() - self.t0, 1), **self.evaluate_fn(self.model)}
-            log = self.run_dir / "eval_log.csv"
-            pd.DataFrame([row]).to_csv(log, mode="a", header=not log.exists(), index=False)
+            pd.DataFrame([row]).to_csv(self.eval_log, mode="a", header=not self.eval_log.exists(), index=False)
             for k, v in row.items():
                 if k not in ("timesteps",):
                     self.logger.record(f"eval/{k}", v)
