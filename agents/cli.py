@@ -31,6 +31,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="run directory (default runs/default)")
     parser.add_argument("--resume", default=None, metavar="RUN", help="continue the interrupted run in RUN")
     parser.add_argument("--paper-faithful", action="store_true", help="the paper's recipe as written")
+    parser.add_argument("--init-from", default=None, metavar="RUN",
+                        help="warm start: a memory_tbptt run (python -m agents.train_baseline) whose write network, "
+                             "predictor, m0 and encoder the agent starts from")
     parser.add_argument("--split-manifest", default=None, help="split manifest for table datasets (CSV/JSON or name)")
     add_dataset_option_argument(parser)
     parser.add_argument("--train-dataset-option", action="append", default=[], metavar="KEY=VALUE",
@@ -77,6 +80,7 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
         "n_slots": args.n_slots, "memory_dim": args.memory_dim, "tau": args.tau, "gamma": args.gamma,
         "timesteps": args.timesteps, "seed": args.seed, "device": args.device, "encoder": args.encoder,
         "threads": args.threads, "select_on": getattr(args, "select_on", None),
+        "init_from": getattr(args, "init_from", None),
         "out": args.out,
     }
     if args.targets:

@@ -91,6 +91,9 @@ class TrainConfig:
     # with refresh_window, a stretch's adjoints also carry the reads after it, through the stored memories (False:
     # its own reads only); no gain in two seeds of the long recipe, 1.5x a stretch's refresh cost (README)
     refresh_tail: bool = False
+    # warm start: a memory_tbptt run (its directory or model.pt) whose write network, predictor, m0 and segment
+    # encoder the agent starts from (its critic starts afresh); "" : none
+    init_from: str = ""
     paper_faithful: bool = False
     # bookkeeping
     seed: int = 0

@@ -40,7 +40,8 @@ from affect_env.memory import MemoryPredictor, action_dim, decode_action
 from agents.config import TrainConfig
 from agents.metrics import evaluate_predictions
 from agents.training import (CheckpointAndEval, atomic_save_model, atomic_write_text, build_encoder,
-                             check_one_validation_set, headline_metrics, load_splits, make_env)
+                             check_rmn_only_options, headline_metrics, load_splits, make_env, restore_best,
+                             save_checkpoint)
 
 ALGORITHMS = ("rmn", "ddpg", "td3", "sac", "ppo", "a2c", "tqc", "recurrentppo")
 STOCK_ALGORITHMS = ALGORITHMS[1:]
@@ -300,20 +301,16 @@ class _SB3CheckpointAndEval(CheckpointAndEval):
 
     def _on_step(self) -> bool:
         if self.every and self.model.num_timesteps % self.every == 0:
-            save_sb3_checkpoint(self.model, self.predictor, self.run_dir / "checkpoint", time.time() - self.t0)
+            save_sb3_checkpoint(self.model, self.predictor, self.run_dir, time.time() - self.t0)
         return super()._on_step()
 
 
-def save_sb3_checkpoint(model: BaseAlgorithm, predictor: MemoryPredictor, ckpt: Path, wall_s: float) -> None:
-    """Model, replay buffer (off-policy), the env's predictor and progress, each written atomically."""
-    ckpt.mkdir(parents=True, exist_ok=True)
-    atomic_save_model(model, ckpt / "model.zip")
-    if getattr(model, "replay_buffer", None) is not None:
-        tmp = ckpt / "replay.tmp.pkl"
-        model.save_replay_buffer(tmp)
-        tmp.replace(ckpt / "replay.pkl")
-    save_predictor(predictor, ckpt / "predictor.pt")
-    atomic_write_text(ckpt / "state.json", json.dumps({"num_timesteps": int(model.num_timesteps), "wall_s": wall_s}))
+def save_sb3_checkpoint(model: BaseAlgorithm, predictor: MemoryPredictor, run_dir: Path, wall_s: float) -> None:
+    """:func:`~agents.training.save_checkpoint` (model, replay buffer if off-policy, best models, progress) with
+    the env's predictor, each written atomically."""
+    (run_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
+    save_predictor(predictor, run_dir / "checkpoint" / "predictor.pt")
+    save_checkpoint(model, run_dir, wall_s)
 
 
 def train_sb3(cfg: TrainConfig, algo: Optional[str] = None, hyperparams: Optional[dict] = None,
@@ -354,7 +351,7 @@ def train_sb3(cfg: TrainConfig, algo: Optional[str] = None, hyperparams: Optiona
         extras.update(user_extras)
     if algo == "rmn":
         raise ValueError("train_sb3 trains the stock algorithms; train the RMN with agents.training.train")
-    check_one_validation_set(cfg, f"--algo {algo}")
+    check_rmn_only_options(cfg, f"--algo {algo}")
     cfg = cfg.update({"algo": algo})
     cls = algorithm_class(algo)
     kwargs = sb3_kwargs(cfg, algo, extras, action_dim(cfg.n_slots, cfg.memory_dim), str(out / "tb"))  # checks
@@ -379,8 +376,11 @@ def train_sb3(cfg: TrainConfig, algo: Optional[str] = None, hyperparams: Optiona
         state = json.loads((ckpt / "state.json").read_text())
         done, wall_before = state["num_timesteps"], state["wall_s"]
         model.tensorboard_log = str(out / "tb")
+        restore_best(out, state)
     else:
         model = cls(env=env, **kwargs)
+        if resume:
+            restore_best(out, {})
     t0 -= wall_before
     val_env = evaluation_env(cfg, data["val"], encoder, env.predictor)  # sees the predictor as it trains
 
@@ -395,7 +395,7 @@ def train_sb3(cfg: TrainConfig, algo: Optional[str] = None, hyperparams: Optiona
     train_wall = time.time() - t0
     atomic_save_model(model, out / "model.zip")
     save_predictor(env.predictor, out / "predictor.pt")
-    save_sb3_checkpoint(model, env.predictor, ckpt, train_wall)
+    save_sb3_checkpoint(model, env.predictor, out, train_wall)
 
     from agents.evaluate import write_outputs
 

@@ -4,7 +4,8 @@
 
     config.json        the TrainConfig
     encoder.pt         the segment encoder (with the train split's normalisation statistics)
-    checkpoint/        latest periodic checkpoint (model.zip, replay.pkl, state.json), written atomically
+    checkpoint/        latest periodic checkpoint (model.zip, replay.pkl, best_<step>/: the best models as they
+                       were then, state.json), written atomically
     eval_log.csv       validation metrics during training (training curves)
     best_model.zip     the model with the best validation score so far (gap_closed, else -MSE)
     model.zip          the selected model: the best on validation (SB3 zip: actor, critic, predictor, m0,
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -33,6 +35,8 @@ from affect_env.data import FeatureStats, MovieDataset, load_dataset
 from affect_env.encoder import PoolingEncoder, SegmentEncoder, pretrain_encoder
 from affect_env.env import LiRISMemoryEnv
 from affect_env.memory import check_choice, check_reward_error
+from agents.baselines.models import MemoryTBPTT
+from agents.baselines.training import load_baseline
 from agents.config import SELECT_ON, TrainConfig
 from agents.rmn import RMN
 from agents.rmn.buffers import POSITIONS, SPACINGS
@@ -59,12 +63,14 @@ def load_long_val(cfg: TrainConfig) -> Optional[MovieDataset]:
     return load_split(cfg, "val", **cfg.long_val_options) if cfg.long_val_options else None
 
 
-def check_one_validation_set(cfg: TrainConfig, entry: str) -> None:
+def check_rmn_only_options(cfg: TrainConfig, entry: str) -> None:
     """``ValueError`` where a config asks ``entry`` (an algorithm other than the RMN agent's) for a second
-    validation set, which only :func:`train` scores."""
+    validation set, which only :func:`train` scores, or for a warm start, which only the RMN agent takes."""
     if cfg.long_val_options or cfg.select_on != "val":
         raise ValueError(f"{entry}: long_val_options (--long-val-option) and select_on (--select-on) are for the "
                          "RMN agent (python -m agents.train_ddpg) only")
+    if cfg.init_from:
+        raise ValueError(f"{entry}: init_from (--init-from) is for the RMN agent (python -m agents.train_ddpg) only")
 
 
 def split_options(cfg: TrainConfig, split: str) -> dict:
@@ -77,7 +83,9 @@ def build_encoder(cfg: TrainConfig, data: dict, out: Path, progress: bool = True
     saved = out / "encoder.pt"
     if saved.exists():
         return SegmentEncoder.load(saved)
-    if cfg.encoder == "pooling":
+    if cfg.init_from:
+        encoder = load_warm_start(cfg)[1]
+    elif cfg.encoder == "pooling":
         encoder = PoolingEncoder(FeatureStats.fit(data["train"]))
     elif cfg.encoder == "lstm":
         encoder, history = pretrain_encoder(
@@ -113,6 +121,48 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.select_on != "val" and not cfg.long_val_options:
         raise ValueError(f"select_on={cfg.select_on!r} scores a second validation set: give its options "
                          "(long_val_options, or --long-val-option KEY=VALUE)")
+    if cfg.init_from:
+        load_warm_start(cfg)
+
+
+#: the fields a warm-start model must share with the agent's config (``TrainConfig.init_from``)
+WARM_START_FIELDS = ("n_slots", "memory_dim", "net_arch", "predictor_hidden", "read_heads", "read_key_dim",
+                     "coupled_gates", "write_top_k")
+
+
+def load_warm_start(cfg: TrainConfig) -> tuple:
+    """``(model, encoder)`` of the ``memory_tbptt`` run named by ``cfg.init_from``, checked against ``cfg``.
+
+    :raises ValueError: naming the run and the field where it is not a ``memory_tbptt`` model, does not predict
+        ``len(cfg.targets)`` targets, or its networks differ from the agent's (:data:`WARM_START_FIELDS`), or where
+        ``cfg.encoder`` names another encoder than the run's own
+    """
+    where = f"init_from {cfg.init_from}"
+    if cfg.encoder != "lstm":
+        raise ValueError(f"{where}: the agent takes that run's segment encoder; leave encoder at its default "
+                         f"(got {cfg.encoder!r})")
+    try:
+        model, encoder = load_baseline(Path(cfg.init_from))
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    if model.name != "memory_tbptt":
+        raise ValueError(f"{where}: a {model.name!r} model; a warm start needs a memory_tbptt run "
+                         "(python -m agents.train_baseline --model memory_tbptt)")
+    saved, wanted = model.config(), cfg.to_dict()  # both hold sizes as lists
+    mismatched = [f"{k} {saved[k]!r} (config: {wanted[k]!r})" for k in WARM_START_FIELDS if saved[k] != wanted[k]]
+    if saved["n_targets"] != len(cfg.targets):
+        mismatched.append(f"n_targets {saved['n_targets']} (config: {len(cfg.targets)} targets)")
+    if mismatched:
+        raise ValueError(f"{where}: its networks differ from the agent's: {'; '.join(mismatched)}")
+    return model, encoder
+
+
+def warm_start(model: RMN, source: MemoryTBPTT) -> None:
+    """Copy a ``memory_tbptt`` model's write network (into the actor and its target), predictor and ``m0`` into
+    ``model``'s policy; the critic keeps its fresh weights."""
+    model.policy.actor.load_state_dict(source.actor.state_dict())
+    model.policy.actor_target.load_state_dict(source.actor.state_dict())
+    model.policy.predictor.load_state_dict(source.predictor.state_dict())
 
 
 def make_env(cfg: TrainConfig, dataset: MovieDataset, encoder: SegmentEncoder, **kwargs) -> LiRISMemoryEnv:
@@ -141,6 +191,8 @@ def make_rmn(cfg: TrainConfig, env: LiRISMemoryEnv, encoder: SegmentEncoder, ten
         tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, seed=cfg.seed, device=cfg.device,
     )
     model.policy.encoder.load_state_dict(encoder.state_dict())
+    if cfg.init_from:
+        warm_start(model, load_warm_start(cfg)[0])
     return model
 
 
@@ -225,7 +277,7 @@ class CheckpointAndEval(BaseCallback):
             self.last_eval = row
             self._keep_best(row)
         if self.checkpoint_every and n % self.checkpoint_every == 0:  # after the evaluation's refresh, so that a
-            save_checkpoint(self.model, self.run_dir / "checkpoint", time.time() - self.t0)  # resumed run goes on alike
+            save_checkpoint(self.model, self.run_dir, time.time() - self.t0)  # resumed run goes on alike
         if row is not None and self.on_eval is not None:
             self.on_eval(row)  # may raise (e.g. optuna.TrialPruned) to stop the run
         return True
@@ -249,14 +301,60 @@ class CheckpointAndEval(BaseCallback):
                 atomic_write_text(path.with_suffix(".json"), json.dumps(row, indent=2) + "\n")
 
 
-def save_checkpoint(model, ckpt: Path, wall_s: float) -> None:
+#: what a run directory keeps of the best models so far (see :class:`CheckpointAndEval`)
+BEST_ENTRIES = ("best_model.zip", "best_model.json", "best")
+
+
+def save_checkpoint(model, run_dir: Path, wall_s: float) -> None:
+    """Write ``run_dir/checkpoint``: the model, its replay buffer, a copy of the best models so far
+    (``best_<step>/``), then ``state.json`` (steps, wall time, that copy's name). Each file is written
+    atomically and ``state.json`` last, so a crash leaves the previous checkpoint's state in place."""
+    ckpt = run_dir / "checkpoint"
     ckpt.mkdir(parents=True, exist_ok=True)
     atomic_save_model(model, ckpt / "model.zip")
     if getattr(model, "replay_buffer", None) is not None:
         tmp = ckpt / "replay.tmp.pkl"
         model.save_replay_buffer(tmp)
         os.replace(tmp, ckpt / "replay.pkl")
-    atomic_write_text(ckpt / "state.json", json.dumps({"num_timesteps": int(model.num_timesteps), "wall_s": wall_s}))
+    best = ckpt / f"best_{int(model.num_timesteps)}"
+    shutil.rmtree(best, ignore_errors=True)  # left by a crash
+    best.mkdir()
+    for entry in BEST_ENTRIES:
+        copy_entry(run_dir / entry, best / entry)
+    atomic_write_text(ckpt / "state.json", json.dumps({"num_timesteps": int(model.num_timesteps), "wall_s": wall_s,
+                                                       "best": best.name}))
+    for old in ckpt.glob("best_*"):
+        if old != best:
+            shutil.rmtree(old)
+
+
+def restore_best(run_dir: Path, state: dict) -> None:
+    """Resuming: put back the best models as the checkpoint described by ``state`` saw them (none where there is
+    no checkpoint, ``state == {}``), so that the resumed run selects among the validations it keeps, not among
+    those of the interrupted part after its checkpoint. A checkpoint written before these copies existed (no
+    ``"best"`` in ``state``) leaves the best models as they are."""
+    if state and "best" not in state:
+        return
+    for entry in BEST_ENTRIES:
+        remove_entry(run_dir / entry)
+    if state:
+        for entry in BEST_ENTRIES:
+            copy_entry(run_dir / "checkpoint" / state["best"] / entry, run_dir / entry)
+
+
+def copy_entry(src: Path, dst: Path) -> None:
+    """Copy the file or folder ``src`` (if any) to ``dst``."""
+    if src.is_dir():
+        shutil.copytree(src, dst)
+    elif src.exists():
+        shutil.copy2(src, dst)
+
+
+def remove_entry(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
@@ -307,8 +405,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         state = json.loads((ckpt / "state.json").read_text())
         done, wall_before = state["num_timesteps"], state["wall_s"]
         model.tensorboard_log = str(out / "tb")
+        restore_best(out, state)
     else:
         model = make_rmn(cfg, env, encoder, str(out / "tb"))
+        if resume:
+            restore_best(out, {})
     t0 -= wall_before
 
     callback = CheckpointAndEval(out, validate, cfg.eval_every, cfg.checkpoint_every, t0, on_eval, cfg.select_on)
@@ -320,7 +421,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     learn_wall = time.time() - learn_start
     updates_per_s = (model._n_updates - updates_before) / max(learn_wall, 1e-9)
     train_wall = time.time() - t0
-    save_checkpoint(model, ckpt, train_wall)
+    save_checkpoint(model, out, train_wall)
     if (out / "best_model.zip").exists():  # model selection on the validation split
         model = RMN.load(out / "best_model.zip", env=env, device=cfg.device)
     atomic_save_model(model, out / "model.zip")

@@ -798,7 +798,8 @@ def test_cpu_and_gpu_agree_on_predictions_and_training_losses(tiny_run, tmp_path
 
 
 def test_resume_continues_an_interrupted_run(tmp_path):
-    """An interrupted run continues from its last checkpoint; the validations after it are redone, not repeated."""
+    """An interrupted run continues from its last checkpoint; the validations after it are redone, not repeated,
+    and the model kept is the best of the validations in the log, not one of the abandoned part's."""
     out = tmp_path / "resumable"
     cfg = TrainConfig(timesteps=300, out=str(out), **{**TINY, "eval_every": 75})
     with pytest.raises(KeyboardInterrupt):  # after the validation of step 225, past the checkpoint of step 150
@@ -807,11 +808,58 @@ def test_resume_continues_an_interrupted_run(tmp_path):
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     assert state["num_timesteps"] == 150 and not (out / "model.zip").exists()
     assert list(pd.read_csv(out / "eval_log.csv")["timesteps"]) == [75, 150, 225]
+    # make the abandoned validation of step 225 the best so far by far
+    abandoned = {**json.loads((out / "best_model.json").read_text()), "timesteps": 225, "gap_closed": 99.0}
+    (out / "best_model.json").write_text(json.dumps(abandoned))
     summary = train(TrainConfig(out=str(out)), resume=True, progress=False)
     assert summary["timesteps"] == 300
-    assert list(pd.read_csv(out / "eval_log.csv")["timesteps"]) == [75, 150, 225, 300]
+    log = pd.read_csv(out / "eval_log.csv")
+    assert list(log["timesteps"]) == [75, 150, 225, 300]
+    best = json.loads((out / "best_model.json").read_text())
+    assert best["timesteps"] == int(log.loc[log["gap_closed"].idxmax(), "timesteps"])
+    assert best["gap_closed"] == pytest.approx(log["gap_closed"].max())
+    state = json.loads((out / "checkpoint" / "state.json").read_text())  # one copy of the bests: the latest
+    assert [p.name for p in (out / "checkpoint").glob("best_*")] == [state["best"]]
     with pytest.raises(ValueError, match="--resume"):
         train(cfg, progress=False)  # refuses to overwrite a run
+
+
+def test_warm_start_from_a_bptt_run_starts_from_its_networks_and_encoder(tmp_path):
+    """``init_from`` a ``memory_tbptt`` run: the agent predicts as that model did before any update (same write
+    network, predictor, m0 and encoder), trains on from there, and a mismatched run is refused by name."""
+    from agents.baselines.training import train_baseline
+    from agents.evaluate import validation_metrics
+    from agents.training import check_config
+
+    bptt = tmp_path / "bptt"
+    start = train_baseline(TrainConfig(**{**TINY, "out": str(bptt)}), "memory_tbptt", window=0, epochs=2,
+                           progress=False)
+    cfg = TrainConfig(**{**TINY, "encoder": "lstm", "init_from": str(bptt), "timesteps": 150,
+                         "out": str(tmp_path / "rmn")})
+    check_config(cfg)
+    data = load_splits(cfg)
+    encoder = build_encoder(cfg, data, tmp_path)
+    model = make_rmn(cfg, make_env(cfg, data["train"], encoder), encoder, None)
+    assert validation_metrics(model, data["val"], encoder.embed_dataset(data["val"]))["mse"] == \
+        pytest.approx(start["val_mse"], rel=1e-5)
+    for a, b in zip(model.actor.parameters(), model.actor_target.parameters()):
+        torch.testing.assert_close(a, b)
+    summary = train(cfg, progress=False)
+    assert summary["timesteps"] == 150 and np.isfinite(summary["test_mse"])
+    assert TrainConfig.load(tmp_path / "rmn" / "config.json").init_from == str(bptt)
+    for change, message in [({"n_slots": 5}, "n_slots 4 \\(config: 5\\)"),
+                            ({"net_arch": (16,)}, "net_arch \\[32, 32\\]"),
+                            ({"targets": ("valence",)}, "n_targets 2"),
+                            ({"encoder": "pooling"}, "takes that run's segment encoder"),
+                            ({"init_from": str(tmp_path / "missing")}, "no baseline model found")]:
+        with pytest.raises(ValueError, match=f"init_from .*{message}"):
+            check_config(cfg.update(change))
+    segment = tmp_path / "segment"
+    train_baseline(TrainConfig(**{**TINY, "out": str(segment)}), "segment", epochs=1, hidden=8, progress=False)
+    with pytest.raises(ValueError, match="a 'segment' model; a warm start needs a memory_tbptt run"):
+        check_config(cfg.update({"init_from": str(segment)}))
+    with pytest.raises(ValueError, match="--init-from\\) is for the RMN agent"):
+        train_baseline(cfg.update({"out": str(tmp_path / "other")}), "segment", epochs=1, progress=False)
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
@@ -841,6 +889,9 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {message}"), err  # not "not found"
         assert not (tmp_path / "r3").exists()
+    code = run_cli(train_ddpg.main, ["--init-from", str(tmp_path / "no_run"), "--out", str(tmp_path / "r4")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: init_from {tmp_path / 'no_run'}: "), err
 
 
 def test_evaluate_on_longer_movies_with_dataset_options(tiny_run, tmp_path, capsys):

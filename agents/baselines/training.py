@@ -255,11 +255,11 @@ def train_baseline(cfg: TrainConfig, model_name: str, window: int = 64, epochs: 
     :return: the summary (also ``summary.json``): test metrics, best validation metrics, epochs, wall time
     """
     from agents.evaluate import write_outputs
-    from agents.training import build_encoder, check_one_validation_set, load_splits
+    from agents.training import build_encoder, check_rmn_only_options, load_splits
 
     if model_name not in MODEL_NAMES:
         raise ValueError(f"--model {model_name}: choose one of {', '.join(MODEL_NAMES)}")
-    check_one_validation_set(cfg, f"--model {model_name}")
+    check_rmn_only_options(cfg, f"--model {model_name}")
     if window < 0 or (model_name == "transformer" and window < 1):
         raise ValueError(f"--window {window}: must be >= 1 for the transformer, >= 0 (0 = full BPTT) otherwise")
     if epochs < 1:
