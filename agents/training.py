@@ -369,13 +369,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     from agents.evaluate import evaluate_model, validation_metrics, write_outputs
 
     out = Path(cfg.out)
+    ckpt = out / "checkpoint"
     if resume:
         if not (out / "config.json").exists():
             raise ValueError(f"--resume {out}: no config.json there (not a run directory)")
         cfg = TrainConfig.load(out / "config.json")
-    elif (out / "checkpoint" / "model.zip").exists():
+    elif (ckpt / "model.zip").exists():
         raise ValueError(f"{out} already holds a run: use --resume {out} to continue it or another --out")
-    check_config(cfg)
+    continuing = resume and (ckpt / "model.zip").exists()
+    # a run continuing from its checkpoint holds its warm start already: the init_from run may be gone by now
+    check_config(cfg.update({"init_from": ""}) if continuing else cfg)
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "config.json")
     torch.set_num_threads(cfg.threads)
@@ -397,9 +400,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             row.update({f"long_{k}": v for k, v in validation_metrics(m, long_val, long_embeddings).items()})
         return row
 
-    ckpt = out / "checkpoint"
     done, wall_before = 0, 0.0
-    if resume and (ckpt / "model.zip").exists():
+    if continuing:
         model = RMN.load(ckpt / "model.zip", env=env, device=cfg.device)
         model.load_replay_buffer(ckpt / "replay.pkl")
         state = json.loads((ckpt / "state.json").read_text())

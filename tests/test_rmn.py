@@ -1,5 +1,6 @@
 """The RMN agent: networks, afterstate targets, replay of labels, exploration, save/load, resume, CLI."""
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -860,6 +861,9 @@ def test_warm_start_from_a_bptt_run_starts_from_its_networks_and_encoder(tmp_pat
         check_config(cfg.update({"init_from": str(segment)}))
     with pytest.raises(ValueError, match="--init-from\\) is for the RMN agent"):
         train_baseline(cfg.update({"out": str(tmp_path / "other")}), "segment", epochs=1, progress=False)
+    shutil.rmtree(bptt)  # a run continued from its checkpoint no longer needs the run it started from
+    assert train(TrainConfig(out=str(tmp_path / "rmn")), resume=True, progress=False)["test_mse"] == \
+        pytest.approx(summary["test_mse"])
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
