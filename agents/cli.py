@@ -81,6 +81,7 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
         "timesteps": args.timesteps, "seed": args.seed, "device": args.device, "encoder": args.encoder,
         "threads": args.threads, "select_on": getattr(args, "select_on", None),
         "init_from": getattr(args, "init_from", None),
+        "pretrain_writer_epochs": getattr(args, "pretrain_writer_epochs", None),
         "out": args.out,
     }
     if args.targets:

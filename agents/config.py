@@ -94,6 +94,13 @@ class TrainConfig:
     # warm start: a memory_tbptt run (its directory or model.pt) whose write network, predictor, m0 and segment
     # encoder the agent starts from (its critic starts afresh); "" : none
     init_from: str = ""
+    # writer pretraining (the RMN agent only; skipped with init_from): before the RMN trains, its write network,
+    # predictor and m0 are trained end to end by full BPTT for this many epochs (0: none) on the train split read
+    # with pretrain_writer_options on top of its own (None: short movies, SHORT_MOVIES, for the synthetic set,
+    # the training movies as they are for other datasets), 16 movies per update, Adam 1e-3; the run goes into
+    # writer_pretrain/ of the run directory and the agent starts from it as from init_from
+    pretrain_writer_epochs: int = 100
+    pretrain_writer_options: Optional[dict] = None
     paper_faithful: bool = False
     # bookkeeping
     seed: int = 0
@@ -123,6 +130,7 @@ class TrainConfig:
         self.reward = "mae"
         self.final_learning_rate = None
         self.encoder_reconstruction = 0.0
+        self.pretrain_writer_epochs = 0
         return self
 
     def to_dict(self) -> dict:

@@ -2,7 +2,8 @@
 
 ``python -m agents.evaluate RUN_OR_MODEL [--dataset D] [--split test]`` recomputes ``metrics.csv``,
 ``error_by_position.csv``, ``predictions/`` and ``figures/`` of a run directory (or of a ``model.zip``, writing next
-to it).
+to it). A run of ``agents.train_baseline`` (its directory or ``model.pt``; e.g. the writer pretraining an RMN run
+keeps in ``writer_pretrain/``) is evaluated alike.
 """
 from __future__ import annotations
 
@@ -93,9 +94,28 @@ def load_model(path: Path, device: str = "auto"):
     return RMN.load(zip_path, device=device)
 
 
+def baseline_model_path(path: Path) -> Optional[Path]:
+    """The ``model.pt`` of a baseline run given as its directory or the file itself, else ``None`` (an RMN run)."""
+    path = Path(path)
+    if path.suffix == ".pt":
+        return path
+    if path.is_dir() and (path / "model.pt").exists() and not (path / "model.zip").exists():
+        return path / "model.pt"
+    return None
+
+
+def evaluate_baseline(path: Path, dataset: MovieDataset, device: str = "cpu") -> tuple:
+    """``(metrics DataFrame, per-movie results)`` of the baseline ``model.pt`` at ``path`` on ``dataset``."""
+    from agents.baselines.training import load_baseline, predict_results
+
+    model, encoder = load_baseline(path, device=device)
+    results = predict_results(model, encoder.embed_dataset(dataset))
+    return evaluate_predictions([r["prediction"] for r in results], dataset), results
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agents.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("run", type=Path, help="run directory or model.zip")
+    parser.add_argument("run", type=Path, help="run directory, model.zip, or a baseline run's model.pt")
     parser.add_argument("--dataset", default=None, help="dataset (default: the run's)")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the run directory)")
@@ -119,10 +139,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         options = config.get("dataset_options", {}) if args.dataset is None else {}
         options = {**options, **parse_dataset_options(args.dataset_option)}
-        model = load_model(args.run, args.device)
+        baseline = baseline_model_path(args.run)
+        model = load_model(args.run, args.device) if baseline is None else None  # a missing model fails first
         data = load_dataset(args.dataset or config.get("dataset", "synthetic"), args.split,
                             targets=config.get("targets"), segment_seconds=config.get("segment_seconds"), **options)
-        metrics, results = evaluate_model(model, data)
+        if baseline is None:
+            metrics, results = evaluate_model(model, data)
+        else:
+            from stable_baselines3.common.utils import get_device
+
+            metrics, results = evaluate_baseline(baseline, data, str(get_device(args.device)))
         write_outputs(out, metrics, results, data, args.position_stretch)
     g = metrics.iloc[0]
     shown = {k: round(float(g[k]), 4) for k in metrics.columns if k != "scope" and k in g and pd.notna(g[k])}

@@ -2,8 +2,9 @@
 
     python -m agents.train_ddpg --env LiRISMemory-v0 [--dataset synthetic|PATH] [--out runs/NAME] ...
 
-Pretrains the segment encoder (unless one is given), trains with a progress bar, evaluates on the test split
-and writes model, metrics, predictions, figures and TensorBoard logs into ``--out``.
+Pretrains the segment encoder (unless one is given) and the writer (full BPTT on short movies), trains the RMN
+agent with a progress bar, evaluates on the test split and writes model, metrics, predictions, figures and
+TensorBoard logs into ``--out``.
 """
 from __future__ import annotations
 
@@ -12,17 +13,20 @@ import json
 from typing import Optional, Sequence
 
 from agents.cli import add_training_arguments, config_from_args, run_cli
+from agents.config import TrainConfig
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agents.train_ddpg", description=__doc__.split("\n")[0])
     add_training_arguments(parser)
+    parser.add_argument("--pretrain-writer-epochs", type=int, default=None, metavar="EPOCHS",
+                        help="epochs of full BPTT that pretrain the write network, predictor and m0 on short movies "
+                             f"before the RMN trains (default {TrainConfig().pretrain_writer_epochs}; 0: none)")
     args = parser.parse_args(argv)
     return _train(args)
 
 
 def _train(args: argparse.Namespace, **overrides) -> int:
-    from agents.config import TrainConfig
     from agents.training import train
 
     if args.resume:

@@ -4,6 +4,8 @@
 
     config.json        the TrainConfig
     encoder.pt         the segment encoder (with the train split's normalisation statistics)
+    writer_pretrain/   the writer pretraining: a memory_tbptt baseline run the agent starts from (see
+                       :func:`pretrain_writer`; absent with pretrain_writer_epochs=0 or init_from)
     checkpoint/        latest periodic checkpoint (model.zip, replay.pkl, best_<step>/: the best models as they
                        were then, state.json), written atomically
     eval_log.csv       validation metrics during training (training curves)
@@ -34,9 +36,9 @@ from stable_baselines3.common.utils import set_random_seed
 from affect_env.data import FeatureStats, MovieDataset, load_dataset
 from affect_env.encoder import PoolingEncoder, SegmentEncoder, pretrain_encoder
 from affect_env.env import LiRISMemoryEnv
-from affect_env.memory import check_choice, check_reward_error
+from affect_env.memory import check_choice, check_count, check_reward_error
 from agents.baselines.models import MemoryTBPTT
-from agents.baselines.training import load_baseline
+from agents.baselines.training import load_baseline, train_baseline
 from agents.config import SELECT_ON, TrainConfig
 from agents.rmn import RMN
 from agents.rmn.buffers import POSITIONS, SPACINGS
@@ -121,6 +123,10 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.select_on != "val" and not cfg.long_val_options:
         raise ValueError(f"select_on={cfg.select_on!r} scores a second validation set: give its options "
                          "(long_val_options, or --long-val-option KEY=VALUE)")
+    check_count("pretrain_writer_epochs", cfg.pretrain_writer_epochs, "no writer pretraining")
+    if cfg.pretrain_writer_options is not None and not isinstance(cfg.pretrain_writer_options, dict):
+        raise ValueError("pretrain_writer_options must be a JSON object of dataset reader options (or null: the "
+                         f"default), got {cfg.pretrain_writer_options!r}")
     if cfg.init_from:
         load_warm_start(cfg)
 
@@ -163,6 +169,42 @@ def warm_start(model: RMN, source: MemoryTBPTT) -> None:
     model.policy.actor.load_state_dict(source.actor.state_dict())
     model.policy.actor_target.load_state_dict(source.actor.state_dict())
     model.policy.predictor.load_state_dict(source.predictor.state_dict())
+
+
+#: the synthetic movies the writer is pretrained on by default (``TrainConfig.pretrain_writer_options``): a
+#: quarter of the default's length and a tenth of its dependency distance, so that exact gradients through whole
+#: movies are cheap and every character's introduction and reappearances fall within a few dozen segments
+SHORT_MOVIES = {"length": 100, "dependency_distance": 20}
+#: how the writer pretraining's BPTT updates: movies per update, Adam learning rate
+PRETRAIN_BATCH_MOVIES, PRETRAIN_LR = 16, 1e-3
+
+
+def pretrain_writer_options(cfg: TrainConfig) -> dict:
+    """The dataset reader options of the writer pretraining's train split, on top of the train split's own:
+    ``cfg.pretrain_writer_options``, or by default :data:`SHORT_MOVIES` for the synthetic set and none for others."""
+    if cfg.pretrain_writer_options is not None:
+        return dict(cfg.pretrain_writer_options)
+    return dict(SHORT_MOVIES) if cfg.dataset == "synthetic" else {}
+
+
+def pretrain_writer(cfg: TrainConfig, out: Path, progress: bool = True) -> MemoryTBPTT:
+    """The agent's write network, predictor and ``m0`` trained end to end by full BPTT (``cfg.pretrain_writer_epochs``
+    epochs of a ``memory_tbptt`` baseline on the train split read with :func:`pretrain_writer_options`, with the
+    run's encoder ``out/encoder.pt``), kept in ``out/writer_pretrain/``: the model of its best validation epoch.
+
+    A finished pretraining (its ``summary.json`` written) is reused, so an interrupted run resumes after it; an
+    unfinished one is redone from the start.
+    """
+    run = out / "writer_pretrain"
+    if not (run / "summary.json").exists():
+        shutil.rmtree(run, ignore_errors=True)
+        sub = cfg.update({"train_dataset_options": {**cfg.train_dataset_options, **pretrain_writer_options(cfg)},
+                          "encoder": str(out / "encoder.pt"), "out": str(run), "long_val_options": {},
+                          "select_on": "val", "init_from": "", "pretrain_writer_epochs": 0})
+        epochs = cfg.pretrain_writer_epochs
+        train_baseline(sub, "memory_tbptt", window=0, epochs=epochs, lr=PRETRAIN_LR,
+                       batch_movies=PRETRAIN_BATCH_MOVIES, patience=epochs, progress=progress)
+    return load_baseline(run / "model.pt")[0]
 
 
 def make_env(cfg: TrainConfig, dataset: MovieDataset, encoder: SegmentEncoder, **kwargs) -> LiRISMemoryEnv:
@@ -239,9 +281,11 @@ class CheckpointAndEval(BaseCallback):
     """
 
     def __init__(self, run_dir: Path, evaluate_fn, eval_every: int, checkpoint_every: int, t0: float,
-                 on_eval: Optional[Callable[[dict], None]] = None, select_on: str = "val") -> None:
+                 on_eval: Optional[Callable[[dict], None]] = None, select_on: str = "val",
+                 validate_start: bool = False) -> None:
         super().__init__()
         self.run_dir, self.evaluate_fn, self.on_eval = run_dir, evaluate_fn, on_eval
+        self.validate_start = validate_start  # a warm-started agent: validate it at step 0 as well
         self.eval_every, self.checkpoint_every, self.t0 = eval_every, checkpoint_every, t0
         self.select_on = check_choice("select_on", select_on, SELECT_ON)
         self.eval_log = run_dir / "eval_log.csv"
@@ -256,12 +300,30 @@ class CheckpointAndEval(BaseCallback):
             self.best_scores[self.select_on] = selection_scores(json.loads(best.read_text()))[self.select_on]
 
     def _on_training_start(self) -> None:
-        """Resuming: forget the validations after the checkpoint, which the resumed run redoes."""
+        """Resuming: forget the validations after the checkpoint, which the resumed run redoes. A warm-started
+        agent (``validate_start``) that has not trained yet is validated first, so that the run keeps its start
+        where no later model beats it on validation."""
+        n = self.model.num_timesteps
+        validate_now = bool(self.validate_start and self.eval_every and n == 0)
         if self.eval_log.exists():
             rows = pd.read_csv(self.eval_log)
-            kept = rows[rows["timesteps"] <= self.model.num_timesteps]
+            kept = rows[rows["timesteps"] < n] if validate_now else rows[rows["timesteps"] <= n]
             if len(kept) < len(rows):
                 atomic_write_text(self.eval_log, kept.to_csv(index=False))
+        if validate_now:
+            self._validate()
+
+    def _validate(self) -> dict:
+        """Validation metrics of the model now, logged (``eval_log.csv``, TensorBoard) and kept if best."""
+        row = {"timesteps": self.model.num_timesteps, "wall_s": round(time.time() - self.t0, 1),
+               **self.evaluate_fn(self.model)}
+        pd.DataFrame([row]).to_csv(self.eval_log, mode="a", header=not self.eval_log.exists(), index=False)
+        for k, v in row.items():
+            if k not in ("timesteps",):
+                self.logger.record(f"eval/{k}", v)
+        self.last_eval = row
+        self._keep_best(row)
+        return row
 
     def _on_step(self) -> bool:
         n = self.model.num_timesteps
@@ -269,13 +331,7 @@ class CheckpointAndEval(BaseCallback):
         if self.eval_every and n % self.eval_every == 0:
             if getattr(self.model, "refresh_every", 0):  # RMN: evaluate a predictor in step with its writer
                 self.model.refresh()
-            row = {"timesteps": n, "wall_s": round(time.time() - self.t0, 1), **self.evaluate_fn(self.model)}
-            pd.DataFrame([row]).to_csv(self.eval_log, mode="a", header=not self.eval_log.exists(), index=False)
-            for k, v in row.items():
-                if k not in ("timesteps",):
-                    self.logger.record(f"eval/{k}", v)
-            self.last_eval = row
-            self._keep_best(row)
+            row = self._validate()
         if self.checkpoint_every and n % self.checkpoint_every == 0:  # after the evaluation's refresh, so that a
             save_checkpoint(self.model, self.run_dir, time.time() - self.t0)  # resumed run goes on alike
         if row is not None and self.on_eval is not None:
@@ -410,11 +466,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         restore_best(out, state)
     else:
         model = make_rmn(cfg, env, encoder, str(out / "tb"))
+        if cfg.pretrain_writer_epochs and not cfg.init_from:
+            warm_start(model, pretrain_writer(cfg, out, progress))
         if resume:
             restore_best(out, {})
     t0 -= wall_before
 
-    callback = CheckpointAndEval(out, validate, cfg.eval_every, cfg.checkpoint_every, t0, on_eval, cfg.select_on)
+    warm_started = bool(cfg.init_from or cfg.pretrain_writer_epochs)
+    callback = CheckpointAndEval(out, validate, cfg.eval_every, cfg.checkpoint_every, t0, on_eval, cfg.select_on,
+                                 validate_start=warm_started and not continuing)
     remaining = cfg.timesteps - done
     learn_start, updates_before = time.time(), model._n_updates
     if remaining > 0:
@@ -439,6 +499,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     if long_val is not None:
         summary["select_on"] = cfg.select_on
     summary.update(headline_metrics(metrics, val, cfg.targets))
+    pretrained = out / "writer_pretrain" / "summary.json"
+    if pretrained.exists() and not cfg.init_from:  # the writer pretraining's own scores, before the RMN trained
+        before = json.loads(pretrained.read_text())
+        summary["pretrain_writer"] = {k: before[k] for k in ("epochs", "best_epoch", "train_wall_s", "val_gap_closed",
+                                                             "test_gap_closed", "test_mse") if k in before}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 

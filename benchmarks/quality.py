@@ -81,7 +81,8 @@ def quick_settings() -> QualitySettings:
     return QualitySettings(distances=(50, 200), extra_length=60, n_movies=(8, 4, 4),
                            synthetic_options={"intro_span": 10}, seeds=(0, 1), encoder="pooling", n_slots=4,
                            memory_dim=8, net_arch=(32, 32), predictor_hidden=(32,), rmn_timesteps=2_000,
-                           rmn_learning_starts=500, rmn_batch_size=64, epochs=6, window=32, hidden=32, patience=2)
+                           rmn_learning_starts=500, rmn_batch_size=64, rmn_options={"pretrain_writer_epochs": 6},
+                           epochs=6, window=32, hidden=32, patience=2)
 
 
 def _datasets(s: QualitySettings) -> list:

@@ -38,7 +38,8 @@ def _one_thread():
 def tiny_config(algo: str, out: Path) -> TrainConfig:
     base = TrainConfig(dataset_options=dict(TINY_DATA), n_slots=4, memory_dim=8, net_arch=(32, 32),
                        predictor_hidden=(16,), encoder="pooling", timesteps=200, learning_starts=50, batch_size=32,
-                       eval_every=100, checkpoint_every=100, device="cpu", seed=0, out=str(out))
+                       eval_every=100, checkpoint_every=100, device="cpu", seed=0, pretrain_writer_epochs=0,
+                       out=str(out))
     keep = set(base.to_dict()) - {"train_freq", "gradient_steps", "learning_rate"}
     return algorithm_config(algo, base, keep)
 

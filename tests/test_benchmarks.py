@@ -27,7 +27,8 @@ def _micro_quality(**kw):
 
     base = dict(distances=(30,), extra_length=40, n_movies=(2, 1, 1), synthetic_options={"intro_span": 10},
                 real_data=None, seeds=(0,), encoder="pooling", n_slots=3, memory_dim=4, net_arch=(8, 8),
-                predictor_hidden=(8,), rmn_timesteps=120, rmn_learning_starts=60, rmn_batch_size=8, epochs=1,
+                predictor_hidden=(8,), rmn_timesteps=120, rmn_learning_starts=60, rmn_batch_size=8,
+                rmn_options={"pretrain_writer_epochs": 1}, epochs=1,
                 window=8, hidden=8, patience=1)
     return QualitySettings(**{**base, **kw})
 

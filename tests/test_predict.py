@@ -37,7 +37,7 @@ def run_dir(tmp_path_factory) -> Path:
     cfg = TrainConfig(dataset=str(CEAP), dataset_options={"manifest": "ceap360vr"}, encoder="pooling",
                       timesteps=300, learning_starts=100, batch_size=32, n_slots=4, memory_dim=8,
                       net_arch=(32, 32), predictor_hidden=(16,), eval_every=150, checkpoint_every=150,
-                      device="cpu", out=str(out))
+                      device="cpu", pretrain_writer_epochs=0, out=str(out))
     train(cfg, progress=False)
     return out
 

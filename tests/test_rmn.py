@@ -23,7 +23,7 @@ from conftest import SMALL_SYNTHETIC
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 TINY = dict(n_slots=4, memory_dim=8, net_arch=(32, 32), predictor_hidden=(16,), batch_size=32,
             learning_starts=100, encoder="pooling", eval_every=150, checkpoint_every=150, jump_distance=60,
-            dataset_options=SMALL_SYNTHETIC, device="cpu")
+            dataset_options=SMALL_SYNTHETIC, device="cpu", pretrain_writer_epochs=0)
 
 
 def tiny_env(**kw):
@@ -864,6 +864,55 @@ def test_warm_start_from_a_bptt_run_starts_from_its_networks_and_encoder(tmp_pat
     shutil.rmtree(bptt)  # a run continued from its checkpoint no longer needs the run it started from
     assert train(TrainConfig(out=str(tmp_path / "rmn")), resume=True, progress=False)["test_mse"] == \
         pytest.approx(summary["test_mse"])
+
+
+def test_writer_pretraining_starts_the_agent_from_bptt_on_short_movies_and_is_reused(tmp_path):
+    """By default the writer is pretrained by full BPTT on short synthetic movies (``writer_pretrain/``) and the
+    agent starts from it: before any RMN update it scores exactly what the pretrained model scored. A finished
+    pretraining is reused by a rerun after an interruption; an unfinished one is redone."""
+    import os
+
+    from agents.training import SHORT_MOVIES, check_config, pretrain_writer, pretrain_writer_options
+
+    out = tmp_path / "run"
+    cfg = TrainConfig(**{**TINY, "pretrain_writer_epochs": 2, "timesteps": 150, "out": str(out)})
+    summary = train(cfg, progress=False)
+    before = json.loads((out / "writer_pretrain" / "summary.json").read_text())
+    assert before["model"] == "memory_tbptt" and before["window"] == 0 and before["epochs"] == 2
+    assert summary["pretrain_writer"]["epochs"] == 2
+    log = pd.read_csv(out / "eval_log.csv")  # the agent is validated before its first update, then as usual
+    assert log["timesteps"].tolist() == [0, 150]
+    assert log["mse"].iloc[0] == pytest.approx(before["val_mse"], rel=1e-5)
+    used = TrainConfig.load(out / "writer_pretrain" / "config.json")
+    assert used.train_dataset_options == SHORT_MOVIES
+    assert used.dataset_options == TrainConfig.load(out / "config.json").dataset_options
+    assert used.encoder == str(out / "encoder.pt")  # the agent's own encoder, pretrained once
+    assert pretrain_writer_options(TrainConfig()) == SHORT_MOVIES
+    assert pretrain_writer_options(TrainConfig(dataset="data/ceap")) == {}  # real movies as they are
+    assert pretrain_writer_options(TrainConfig(pretrain_writer_options={"length": 60})) == {"length": 60}
+    model_pt = out / "writer_pretrain" / "model.pt"
+    stamp = os.stat(model_pt).st_mtime_ns
+    shutil.rmtree(out / "checkpoint")  # as if interrupted before the RMN's first checkpoint: the rerun reuses the
+    train(TrainConfig(out=str(out)), resume=True, progress=False)  # finished pretraining and validates it once
+    assert os.stat(model_pt).st_mtime_ns == stamp
+    assert pd.read_csv(out / "eval_log.csv")["timesteps"].tolist() == [0, 150]
+    (out / "writer_pretrain" / "summary.json").unlink()  # interrupted before its end: redone
+    pretrain_writer(cfg, out, progress=False)
+    assert os.stat(model_pt).st_mtime_ns != stamp and (out / "writer_pretrain" / "summary.json").exists()
+    assert len(pd.read_csv(out / "writer_pretrain" / "eval_log.csv")) == 2
+    for change, message in [({"pretrain_writer_epochs": -1}, "pretrain_writer_epochs must be a whole number"),
+                            ({"pretrain_writer_options": "short"}, "pretrain_writer_options must be a JSON object")]:
+        with pytest.raises(ValueError, match=message):
+            check_config(cfg.update(change))
+    assert TrainConfig().apply_paper_faithful().pretrain_writer_epochs == 0
+    from agents import evaluate  # a baseline run (here the pretraining) is evaluated as an RMN run is
+
+    for given in (out / "writer_pretrain", model_pt):
+        assert evaluate.main([str(given), "--out", str(tmp_path / "again")]) == 0
+        again = pd.read_csv(tmp_path / "again" / "metrics.csv").iloc[0]
+        redone = json.loads((out / "writer_pretrain" / "summary.json").read_text())
+        assert again["mse"] == pytest.approx(redone["test_mse"], rel=1e-5)
+        assert (tmp_path / "again" / "figures" / "memory_attention.png").exists()
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):

@@ -22,7 +22,7 @@ from tuning.storage import make_storage, open_study, resolve_storage_url
 
 TINY = dict(dataset_options={"n_movies": [4, 2, 2], "length": 240, "dependency_distance": 200, "intro_span": 10},
             memory_dim=8, net_arch=[32, 32], predictor_hidden=[32], encoder="pooling", timesteps=200,
-            learning_starts=100, eval_every=100, batch_size=32, device="cpu")
+            learning_starts=100, eval_every=100, batch_size=32, device="cpu", pretrain_writer_epochs=0)
 SPACE = SearchSpace(n_slots=(1, 4))
 
 
