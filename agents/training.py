@@ -192,19 +192,28 @@ def pretrain_writer(cfg: TrainConfig, out: Path, progress: bool = True) -> Memor
     epochs of a ``memory_tbptt`` baseline on the train split read with :func:`pretrain_writer_options`, with the
     run's encoder ``out/encoder.pt``), kept in ``out/writer_pretrain/``: the model of its best validation epoch.
 
-    A finished pretraining (its ``summary.json`` written) is reused, so an interrupted run resumes after it; an
-    unfinished one is redone from the start.
+    A finished pretraining (its ``summary.json`` written) made with the same settings is reused, so an interrupted
+    run resumes after it; an unfinished one, or one made with other settings, is redone from the start.
     """
     run = out / "writer_pretrain"
-    if not (run / "summary.json").exists():
+    sub = cfg.update({"train_dataset_options": {**cfg.train_dataset_options, **pretrain_writer_options(cfg)},
+                      "encoder": str(out / "encoder.pt"), "out": str(run), "long_val_options": {},
+                      "select_on": "val", "init_from": "", "pretrain_writer_epochs": 0})
+    epochs = cfg.pretrain_writer_epochs
+    if not _finished_pretraining(run, sub, epochs):
         shutil.rmtree(run, ignore_errors=True)
-        sub = cfg.update({"train_dataset_options": {**cfg.train_dataset_options, **pretrain_writer_options(cfg)},
-                          "encoder": str(out / "encoder.pt"), "out": str(run), "long_val_options": {},
-                          "select_on": "val", "init_from": "", "pretrain_writer_epochs": 0})
-        epochs = cfg.pretrain_writer_epochs
         train_baseline(sub, "memory_tbptt", window=0, epochs=epochs, lr=PRETRAIN_LR,
                        batch_movies=PRETRAIN_BATCH_MOVIES, patience=epochs, progress=progress)
     return load_baseline(run / "model.pt")[0]
+
+
+def _finished_pretraining(run: Path, cfg: TrainConfig, epochs: int) -> bool:
+    """Whether ``run`` holds a finished writer pretraining of ``epochs`` epochs made with the settings ``cfg``."""
+    if not (run / "summary.json").exists() or not (run / "config.json").exists():
+        return False
+    done = json.loads((run / "summary.json").read_text())
+    used = json.loads((run / "config.json").read_text())
+    return done.get("epochs") == epochs and used == json.loads(json.dumps(cfg.to_dict()))
 
 
 def make_env(cfg: TrainConfig, dataset: MovieDataset, encoder: SegmentEncoder, **kwargs) -> LiRISMemoryEnv:

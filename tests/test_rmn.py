@@ -869,7 +869,7 @@ def test_warm_start_from_a_bptt_run_starts_from_its_networks_and_encoder(tmp_pat
 def test_writer_pretraining_starts_the_agent_from_bptt_on_short_movies_and_is_reused(tmp_path):
     """By default the writer is pretrained by full BPTT on short synthetic movies (``writer_pretrain/``) and the
     agent starts from it: before any RMN update it scores exactly what the pretrained model scored. A finished
-    pretraining is reused by a rerun after an interruption; an unfinished one is redone."""
+    pretraining is reused by a rerun after an interruption; an unfinished one, or one with other settings, is redone."""
     import os
 
     from agents.training import SHORT_MOVIES, check_config, pretrain_writer, pretrain_writer_options
@@ -900,6 +900,14 @@ def test_writer_pretraining_starts_the_agent_from_bptt_on_short_movies_and_is_re
     pretrain_writer(cfg, out, progress=False)
     assert os.stat(model_pt).st_mtime_ns != stamp and (out / "writer_pretrain" / "summary.json").exists()
     assert len(pd.read_csv(out / "writer_pretrain" / "eval_log.csv")) == 2
+    stamp = os.stat(model_pt).st_mtime_ns
+    pretrain_writer(cfg, out, progress=False)  # finished with these settings: reused
+    assert os.stat(model_pt).st_mtime_ns == stamp
+    pretrain_writer(cfg.update({"pretrain_writer_epochs": 3}), out, progress=False)  # other settings: redone
+    assert len(pd.read_csv(out / "writer_pretrain" / "eval_log.csv")) == 3
+    other_movies = {"length": 100, "dependency_distance": 30}
+    pretrain_writer(cfg.update({"pretrain_writer_options": other_movies}), out, progress=False)
+    assert TrainConfig.load(out / "writer_pretrain" / "config.json").train_dataset_options == other_movies
     for change, message in [({"pretrain_writer_epochs": -1}, "pretrain_writer_epochs must be a whole number"),
                             ({"pretrain_writer_options": "short"}, "pretrain_writer_options must be a JSON object")]:
         with pytest.raises(ValueError, match=message):
