@@ -14,9 +14,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from stable_baselines3.common.utils import get_device
 
 from affect_env.data import MovieDataset, load_dataset
 from affect_env.memory import check_count
+from agents.baselines.training import evaluate_baseline, load_baseline
 from agents.cli import add_dataset_option_argument, parse_dataset_options
 from agents.metrics import error_by_position, evaluate_predictions
 from agents.plots import (plot_error_by_position, plot_memory_attention, plot_predictions,
@@ -104,15 +106,6 @@ def baseline_model_path(path: Path) -> Optional[Path]:
     return None
 
 
-def evaluate_baseline(path: Path, dataset: MovieDataset, device: str = "cpu") -> tuple:
-    """``(metrics DataFrame, per-movie results)`` of the baseline ``model.pt`` at ``path`` on ``dataset``."""
-    from agents.baselines.training import load_baseline, predict_results
-
-    model, encoder = load_baseline(path, device=device)
-    results = predict_results(model, encoder.embed_dataset(dataset))
-    return evaluate_predictions([r["prediction"] for r in results], dataset), results
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agents.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path, help="run directory, model.zip, or a baseline run's model.pt")
@@ -139,16 +132,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         options = config.get("dataset_options", {}) if args.dataset is None else {}
         options = {**options, **parse_dataset_options(args.dataset_option)}
-        baseline = baseline_model_path(args.run)
-        model = load_model(args.run, args.device) if baseline is None else None  # a missing model fails first
+        baseline = baseline_model_path(args.run)  # the model is loaded first, so a missing one fails first
+        if baseline is None:
+            model = load_model(args.run, args.device)
+        else:
+            model, encoder = load_baseline(baseline, device=str(get_device(args.device)))
         data = load_dataset(args.dataset or config.get("dataset", "synthetic"), args.split,
                             targets=config.get("targets"), segment_seconds=config.get("segment_seconds"), **options)
         if baseline is None:
             metrics, results = evaluate_model(model, data)
         else:
-            from stable_baselines3.common.utils import get_device
-
-            metrics, results = evaluate_baseline(baseline, data, str(get_device(args.device)))
+            metrics, results = evaluate_baseline(model, encoder.embed_dataset(data), data)
         write_outputs(out, metrics, results, data, args.position_stretch)
     g = metrics.iloc[0]
     shown = {k: round(float(g[k]), 4) for k in metrics.columns if k != "scope" and k in g and pd.notna(g[k])}

@@ -442,6 +442,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     elif (ckpt / "model.zip").exists():
         raise ValueError(f"{out} already holds a run: use --resume {out} to continue it or another --out")
     continuing = resume and (ckpt / "model.zip").exists()
+    pretrains = bool(cfg.pretrain_writer_epochs) and not cfg.init_from  # init_from replaces the writer pretraining
     # a run continuing from its checkpoint holds its warm start already: the init_from run may be gone by now
     check_config(cfg.update({"init_from": ""}) if continuing else cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -475,15 +476,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         restore_best(out, state)
     else:
         model = make_rmn(cfg, env, encoder, str(out / "tb"))
-        if cfg.pretrain_writer_epochs and not cfg.init_from:
+        if pretrains:
             warm_start(model, pretrain_writer(cfg, out, progress))
         if resume:
             restore_best(out, {})
     t0 -= wall_before
 
-    warm_started = bool(cfg.init_from or cfg.pretrain_writer_epochs)
     callback = CheckpointAndEval(out, validate, cfg.eval_every, cfg.checkpoint_every, t0, on_eval, cfg.select_on,
-                                 validate_start=warm_started and not continuing)
+                                 validate_start=bool(cfg.init_from or pretrains) and not continuing)
     remaining = cfg.timesteps - done
     learn_start, updates_before = time.time(), model._n_updates
     if remaining > 0:
@@ -508,8 +508,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     if long_val is not None:
         summary["select_on"] = cfg.select_on
     summary.update(headline_metrics(metrics, val, cfg.targets))
-    pretrained = out / "writer_pretrain" / "summary.json"
-    if pretrained.exists() and not cfg.init_from:  # the writer pretraining's own scores, before the RMN trained
+    pretrained = out / "writer_pretrain" / "summary.json"  # absent in a run resumed from before it existed
+    if pretrains and pretrained.exists():  # the writer pretraining's own scores, before the RMN trained
         before = json.loads(pretrained.read_text())
         summary["pretrain_writer"] = {k: before[k] for k in ("epochs", "best_epoch", "train_wall_s", "val_gap_closed",
                                                              "test_gap_closed", "test_mse") if k in before}

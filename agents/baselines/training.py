@@ -144,6 +144,12 @@ def save_baseline(path: Path, model: SequenceModel, encoder: SegmentEncoder, ext
     _atomic_torch_save(payload, Path(path))
 
 
+def evaluate_baseline(model: SequenceModel, embeddings: Sequence[np.ndarray], dataset) -> tuple:
+    """``(metrics DataFrame, per-movie results)`` of ``model`` on ``dataset``, whose movies ``embeddings`` encode."""
+    results = predict_results(model, embeddings)
+    return evaluate_predictions([r["prediction"] for r in results], dataset), results
+
+
 def load_baseline(path: Path, device: str = "cpu") -> tuple:
     """``(model, encoder)`` from a ``model.pt`` written by :func:`save_baseline` (or its run directory)."""
     path = Path(path)
@@ -315,8 +321,7 @@ def train_baseline(cfg: TrainConfig, model_name: str, window: int = 64, epochs: 
     bar.close()
 
     model, _ = load_baseline(out / "model.pt", device=str(device))
-    results = predict_results(model, emb["test"])
-    metrics = evaluate_predictions([r["prediction"] for r in results], data["test"])
+    metrics, results = evaluate_baseline(model, emb["test"], data["test"])
     write_outputs(out, metrics, results, data["test"])
     val = _global_metrics(predict_movies(model, emb["val"]), data["val"])
     g = metrics.iloc[0]
