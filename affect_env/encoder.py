@@ -13,11 +13,8 @@ Both standardise raw features with the train split's :class:`~affect_env.data.Fe
 from __future__ import annotations
 
 import copy
-import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -25,6 +22,7 @@ from torch import nn
 
 from affect_env.data.normalization import FeatureStats
 from affect_env.data.types import MovieDataset
+from affect_env.files import atomic_path
 
 
 class SegmentEncoder(nn.Module):
@@ -134,16 +132,8 @@ class LSTMSegmentEncoder(SegmentEncoder):
 
 def atomic_torch_save(obj, path: Union[str, Path]) -> None:
     """``torch.save`` to a temporary file in the same directory, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _segments(dataset: MovieDataset, stats: FeatureStats) -> tuple:

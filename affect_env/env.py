@@ -10,7 +10,7 @@ from gymnasium import spaces
 
 from affect_env.data import FeatureStats, MovieDataset, load_dataset
 from affect_env.encoder import SegmentEncoder, make_encoder
-from affect_env.memory import (MemoryPredictor, action_dim, check_choice, check_reward_error, decode_action,
+from affect_env.memory import (DEFAULT_MEMORY_DIM, DEFAULT_N_SLOTS, MemoryPredictor, action_dim, check_choice, check_reward_error, decode_action,
                                prediction_error, write)
 
 PREDICTOR_MODES = ("online", "shared", "frozen")
@@ -73,7 +73,7 @@ class LiRISMemoryEnv(gym.Env):
     ## Arguments
 
     ```python
-    gym.make("LiRISMemory-v0", dataset="synthetic", split="train", n_slots=10, memory_dim=32,
+    gym.make("LiRISMemory-v0", dataset="synthetic", split="train", n_slots=10, memory_dim=16,
              targets=("valence", "arousal"), segment_seconds=None, encoder="pooling", predictor_mode="online",
              reward="mae")
     ```
@@ -94,8 +94,8 @@ class LiRISMemoryEnv(gym.Env):
         self,
         dataset: Union[str, MovieDataset] = "synthetic",
         split: str = "train",
-        n_slots: int = 10,
-        memory_dim: int = 32,
+        n_slots: int = DEFAULT_N_SLOTS,
+        memory_dim: int = DEFAULT_MEMORY_DIM,
         targets: Optional[Sequence[str]] = ("valence", "arousal"),
         segment_seconds: Optional[float] = None,
         encoder: Union[str, SegmentEncoder, None] = "pooling",

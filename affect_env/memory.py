@@ -23,6 +23,8 @@ from torch import nn
 Array = Union[np.ndarray, torch.Tensor]
 _EPS = 1e-8
 REWARD_ERRORS = ("mae", "mse", "mae+mse")
+#: the memory's default size: N slots (the paper's best N) of d dimensions, for the env and the agents alike
+DEFAULT_N_SLOTS, DEFAULT_MEMORY_DIM = 10, 16
 
 
 class WriteAction(NamedTuple):
@@ -170,8 +172,8 @@ class MemoryPredictor(nn.Module):
     """Attention read-out of the memory plus the learnable initial memory ``m0``.
 
     ``w = softmax_n(score([e, m(n)]))`` per read head, ``read = sum_n w(n) m(n)``,
-    ``y = out([read_1, ..., read_H, e])``. With ``hidden=()`` and one head, both are single FC layers, as in
-    the paper. With ``key_dim > 0`` each head's score also gets a content-addressing term
+    ``y = out([read_1, ..., read_H, e])``. With ``hidden=()``, one head and ``embed_in_output=False``
+    (``y = out(read)``), both are single FC layers, as in the paper. With ``key_dim > 0`` each head's score also gets a content-addressing term
     ``q(e) . k(m(n)) / sqrt(key_dim)`` (a query from the segment matched against a key of each slot, as in the
     NTM's content addressing): the slot that holds "this face" can then be found by a match, which a score
     that only adds the segment's and the slot's contributions has to build out of many hidden units.
@@ -184,6 +186,8 @@ class MemoryPredictor(nn.Module):
     :param read_heads: number of independent attention reads
     :param m0_scale: std of the random initial ``m0`` (distinct slots break the symmetry between slots)
     :param key_dim: size of the query and key of the content-addressing term (0: none, the paper)
+    :param embed_in_output: feed the segment's embedding ``e`` to the output network beside the reads (the
+        paper's output reads the memory only)
     """
 
     def __init__(
@@ -196,6 +200,7 @@ class MemoryPredictor(nn.Module):
         read_heads: int = 1,
         m0_scale: float = 0.1,
         key_dim: int = 0,
+        embed_in_output: bool = True,
     ) -> None:
         super().__init__()
         self.embed_dim, self.n_slots, self.memory_dim = embed_dim, n_slots, memory_dim
@@ -205,14 +210,15 @@ class MemoryPredictor(nn.Module):
         if key_dim:
             self.query = nn.Linear(embed_dim, read_heads * key_dim)
             self.key = nn.Linear(memory_dim, read_heads * key_dim, bias=False)
-        self.out = _mlp(read_heads * memory_dim + embed_dim, self.hidden, n_targets)
+        self.embed_in_output = bool(embed_in_output)
+        self.out = _mlp(read_heads * memory_dim + (embed_dim if embed_in_output else 0), self.hidden, n_targets)
         self._np_cache: tuple = (None, None)
 
     def config(self) -> dict:
         """Constructor arguments (to rebuild the module when loading)."""
         return dict(embed_dim=self.embed_dim, n_slots=self.n_slots, memory_dim=self.memory_dim,
                     n_targets=self.n_targets, hidden=list(self.hidden), read_heads=self.read_heads,
-                    key_dim=self.key_dim)
+                    key_dim=self.key_dim, embed_in_output=self.embed_in_output)
 
     def attention(self, embedding: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """Read weights ``(B, H, N)`` for embeddings ``(B, d_e)`` and memories ``(B, N, d)``."""
@@ -233,7 +239,7 @@ class MemoryPredictor(nn.Module):
         """Predictions ``(B, n_targets)`` from the afterstate ``(e_t, m_t)``."""
         w = self.attention(embedding, memory)  # (B, H, N)
         read = (w @ memory).flatten(-2)  # (B, H * d)
-        return self.out(torch.cat([read, embedding], dim=-1))
+        return self.out(torch.cat([read, embedding], dim=-1) if self.embed_in_output else read)
 
     # ---- fast NumPy path for the environment's per-step forward ---------------------------------------
     def _numpy_weights(self) -> tuple:
@@ -273,7 +279,7 @@ class MemoryPredictor(nn.Module):
             h = h + (slot_keys * query).sum(-1) / self.key_dim ** 0.5
         p = np.exp(h - h.max(axis=0))
         read = (p.T @ memory) / p.sum(axis=0)[:, None]  # (H, d)
-        z = np.concatenate([read.ravel(), embedding])
+        z = np.concatenate([read.ravel(), embedding]) if self.embed_in_output else read.ravel()
         w, b = out_layers[0]
         z = z @ w + b
         for w, b in out_layers[1:]:

@@ -1,111 +1,108 @@
-"""Shared command-line plumbing: the training options every ``agents.train*`` entry point accepts."""
+"""The command line of every training entry point, generated from the recipe config (:mod:`agents.config`).
+
+Every field of :class:`~agents.config.TrainConfig` is a flag named after it (``--n-slots``, ``--tau``,
+``--dataset-options length=2000``), grouped in ``--help`` by the part it belongs to, with the recipe's value shown
+as its default. Values are resolved in this order: the named recipe (``--recipe``), then a ``--config`` file
+(JSON or YAML), then the flags. Entry points with options of their own (a study's, an ablation's) subclass
+:class:`Command` and get the same parsing.
+"""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, TypeVar
+
+import tyro
 
 from affect_env.data import DataError
-from agents.config import SELECT_ON, TrainConfig
+from agents.config import TrainConfig, read_config_file, recipe, unchecked
+from agents.runs.directory import RunDirectory
 
 
-def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``python -m agents.train_ddpg`` (the defaults come from :class:`TrainConfig`)."""
-    d = TrainConfig()
-    parser.add_argument("--env", default=d.env, help="environment id (only LiRISMemory-v0)")
-    parser.add_argument("--dataset", default=None, help="'synthetic' (default) or a data directory")
-    parser.add_argument("--targets", default=None, help="comma-separated target columns (default valence,arousal)")
-    parser.add_argument("--segment-seconds", type=float, default=None, help="segment length for real data")
-    parser.add_argument("--n-slots", type=int, default=None, help=f"memory slots N (default {d.n_slots})")
-    parser.add_argument("--memory-dim", type=int, default=None, help=f"slot size d (default {d.memory_dim})")
-    parser.add_argument("--tau", type=float, default=None, help=f"target network update rate (default {d.tau})")
-    parser.add_argument("--gamma", type=float, default=None, help=f"discount, the paper's lambda (default {d.gamma})")
-    parser.add_argument("--timesteps", type=int, default=None, help=f"environment steps (default {d.timesteps})")
-    parser.add_argument("--seed", type=int, default=None, help=f"random seed (default {d.seed})")
-    parser.add_argument("--device", default=None, help="auto (CUDA when present), cpu or cuda")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1)")
-    parser.add_argument("--encoder", default=None, help="lstm (pretrained, default), pooling, or a saved encoder")
-    parser.add_argument("--config", type=Path, default=None, help="JSON file of config fields (e.g. tuning's best)")
-    parser.add_argument("--out", default=None, help="run directory (default runs/default)")
-    parser.add_argument("--resume", default=None, metavar="RUN", help="continue the interrupted run in RUN")
-    parser.add_argument("--paper-faithful", action="store_true", help="the paper's recipe as written")
-    parser.add_argument("--init-from", default=None, metavar="RUN",
-                        help="warm start: a memory_tbptt run (python -m agents.train_baseline) whose write network, "
-                             "predictor, m0 and encoder the agent starts from")
-    parser.add_argument("--split-manifest", default=None, help="split manifest for table datasets (CSV/JSON or name)")
-    add_dataset_option_argument(parser)
-    parser.add_argument("--train-dataset-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="dataset reader option for the train split only, repeatable, e.g. "
-                             "--train-dataset-option length=[400,2000] (validation and test keep the others)")
-    parser.add_argument("--long-val-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="reader option of a second validation set (on top of the validation split's), "
-                             "repeatable, e.g. --long-val-option length=2000 --long-val-option dependency_distance=1000")
-    parser.add_argument("--select-on", choices=SELECT_ON, default=None,
-                        help="the validation score that picks the model kept: val (default), long (the second set's) "
-                             "or mean (of both)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+@dataclass
+class Command:
+    """The options of a training command beside the config's fields."""
+
+    config: Optional[Path] = None
+    """JSON or YAML file of config fields (nested, dotted or bare names), applied on top of the recipe"""
+    paper_faithful: bool = False
+    """the paper's recipe as written: an alias of --recipe paper"""
+    resume: Optional[Path] = None
+    """continue the interrupted run in this directory (its own config is used)"""
+    progress: bool = True
+    """progress bars (--no-progress: none)"""
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def add_dataset_option_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="dataset reader option, repeatable (values are JSON, else text), e.g. "
-                             "--dataset-option length=2000 --dataset-option dependency_distance=1000")
+C = TypeVar("C", bound=Command)
 
 
-def parse_dataset_options(items: Sequence[str]) -> dict:
-    """``["length=2000", "manifest=ceap360vr"]`` -> ``{"length": 2000, "manifest": "ceap360vr"}``."""
-    out = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"--dataset-option {item!r}: expected KEY=VALUE")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
-        out[key] = tuple(value) if isinstance(value, list) else value  # JSON arrays (n_movies=[64,16,16]) -> tuples
-    return out
+def parse_command(cls: type[C], argv: Optional[Sequence[str]], prog: str, description: str,
+                  defaults: Optional[dict] = None) -> C:
+    """Parse ``argv`` into ``cls`` (a :class:`Command`): recipe, then ``--config`` file, then flags.
+
+    :param defaults: config fields this entry point sets before the file and the flags (e.g. its ``out``)
+    :raises ValueError: for a bad recipe, config file or value (the message names the file or field)
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--recipe", default=None)
+    pre.add_argument("--paper-faithful", action="store_true")
+    pre.add_argument("--config", type=Path, default=None)
+    known, _ = pre.parse_known_args(argv)
+    name = known.recipe or ("paper" if known.paper_faithful else "default")
+    if known.paper_faithful and name != "paper":
+        raise ValueError(f"--paper-faithful is --recipe paper; it contradicts --recipe {name}")
+    base = recipe(name)
+    with unchecked():  # the file and the flags may change fields together: the whole config is checked below
+        if defaults:
+            base = base.update(defaults, prog)
+        if known.config is not None:
+            base = base.update(read_config_file(known.config), str(known.config))
+    if known.paper_faithful and "--recipe" not in argv:
+        argv = ["--recipe", "paper", *argv]
+    with unchecked():  # values are checked below, as one config, so a bad one is reported in one line
+        parsed = tyro.cli(cls, args=argv, default=cls(train=base), prog=prog, description=description,
+                          config=(tyro.conf.OmitArgPrefixes,))
+    where = "command line" if known.config is None else f"command line and {known.config}"
+    parsed.train = TrainConfig.from_dict(parsed.train.to_dict(), where)
+    return parsed
 
 
-def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
-    """Defaults < ``--config`` file < explicit command-line options < ``overrides``."""
-    cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
-    if args.paper_faithful:
-        cfg.apply_paper_faithful()
-    explicit = {
-        "env": args.env, "dataset": args.dataset, "segment_seconds": args.segment_seconds,
-        "n_slots": args.n_slots, "memory_dim": args.memory_dim, "tau": args.tau, "gamma": args.gamma,
-        "timesteps": args.timesteps, "seed": args.seed, "device": args.device, "encoder": args.encoder,
-        "threads": args.threads, "select_on": getattr(args, "select_on", None),
-        "init_from": getattr(args, "init_from", None),
-        "pretrain_writer_epochs": getattr(args, "pretrain_writer_epochs", None),
-        "out": args.out,
-    }
-    if args.targets:
-        explicit["targets"] = [t.strip() for t in args.targets.split(",") if t.strip()]
-    options = parse_dataset_options(getattr(args, "dataset_option", []))
-    if args.split_manifest:
-        options["manifest"] = args.split_manifest
-    if options:
-        explicit["dataset_options"] = dict(cfg.dataset_options, **options)
-    train_options = parse_dataset_options(getattr(args, "train_dataset_option", []))
-    if train_options:
-        explicit["train_dataset_options"] = dict(cfg.train_dataset_options, **train_options)
-    long_options = parse_dataset_options(getattr(args, "long_val_option", []))
-    if long_options:
-        explicit["long_val_options"] = dict(cfg.long_val_options, **long_options)
-    cfg = cfg.update({k: v for k, v in explicit.items() if v is not None}, "command line")
-    cfg = cfg.update(overrides) if overrides else cfg
-    if cfg.env.split(":")[-1] != "LiRISMemory-v0":
-        raise ValueError(f"--env {cfg.env}: only LiRISMemory-v0 is provided by this project")
-    return cfg
+def explicit_fields(argv: Optional[Sequence[str]], command: Command) -> set:
+    """The config fields the user set, by a flag or in the ``--config`` file (per-algorithm defaults leave them)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    flags = {a[2:].split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
+    names = set(command.train.flat())
+    chosen = {f for f in flags if f in names}
+    if command.config is not None:
+        chosen |= {str(k).split(".")[-1] for k in _leaf_keys(read_config_file(command.config))}
+    return chosen
+
+
+def _leaf_keys(data: dict):
+    for key, value in data.items():
+        if isinstance(value, dict) and key in ("data", "encoding", "memory", "algorithm", "rmn", "long_range",
+                                               "refresh", "warm_start", "baseline", "run"):
+            yield from _leaf_keys(value)
+        else:
+            yield key
+
+
+def interrupted(out) -> int:
+    """Say on Ctrl-C how to go on with the run in ``out``; the exit status 130."""
+    if RunDirectory(out).has_checkpoint():
+        print(f"interrupted: continue with --resume {out} (its last checkpoint is kept)", file=sys.stderr)
+    else:
+        print(f"interrupted before the first checkpoint: --resume {out} starts the training again (a finished "
+              "encoder and writer pretraining are kept)", file=sys.stderr)
+    return 130
 
 
 def run_cli(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None,
-            interrupted: str = "interrupted: continue with --resume RUN_DIR (the last checkpoint is kept)") -> int:
+            interrupted: str = "interrupted") -> int:
     """Run ``main``; bad data or arguments print one ``error:`` line and exit 2, without a traceback.
 
     :param interrupted: the line printed on Ctrl-C (exit status 130)

@@ -1,173 +1,695 @@
-"""Training configuration of the RMN agent (and of the other algorithms), as one JSON-friendly dataclass."""
+"""The recipe config: nested dataclasses, one per part of a run, validated where they are built.
+
+A :class:`TrainConfig` holds a run's parts — :class:`DataConfig`, :class:`EncoderConfig`, :class:`MemoryConfig`,
+:class:`AlgorithmConfig`, :class:`RMNConfig` (with its :class:`LongRangeConfig` and :class:`RefreshConfig`),
+:class:`WarmStartConfig` and :class:`RunConfig` — and the name of the recipe it started from. Named recipes
+(:data:`RECIPES`: ``default``, ``paper``) are the only place defaults live: the algorithm classes take these
+objects instead of repeating their fields, and the command line (:mod:`agents.cli`) is generated from them.
+
+Field names are unique across the parts, so a field can be named on its own (``{"tau": 0.01}``, a zoo
+``key:value``, a tuning parameter), by its dotted path (``"algorithm.tau"``) or in a nested mapping
+(``{"algorithm": {"tau": 0.01}}``); :meth:`TrainConfig.update` takes all three. ``config.json`` is nested.
+"""
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Annotated, Literal, Optional, Union, get_args
 
-#: the validation scores a run can select its model on (``TrainConfig.select_on``)
-SELECT_ON = ("val", "long", "mean")
+import numpy as np
+import tyro
+import yaml
+
+from affect_env.files import atomic_write_text
+from affect_env.memory import DEFAULT_MEMORY_DIM, DEFAULT_N_SLOTS, REWARD_ERRORS, check_choice, check_count
+
+
+def parse_options(items, where: str = "options") -> dict:
+    """``["length=2000", "manifest=ceap360vr"]`` -> ``{"length": 2000, "manifest": "ceap360vr"}`` (values are
+    JSON where they parse as JSON, else text; JSON arrays become tuples)."""
+    out = {}
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"{where} {item!r}: expected KEY=VALUE")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        out[key] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+#: reader options: a mapping in Python and in files, ``KEY=VALUE ...`` on the command line
+Options = Annotated[dict, tyro.constructors.PrimitiveConstructorSpec(
+    nargs="*", metavar="KEY=VALUE", instance_from_str=parse_options, is_instance=lambda x: isinstance(x, dict),
+    str_from_instance=lambda d: [f"{k}={json.dumps(v)}" for k, v in d.items()])]
+#: a weight in [0, 1], or a linear schedule [start, end, end_fraction] of the run
+WeightSpec = Union[float, tuple[float, float, float]]
+
+#: the validation scores a run can select its model on (``RunConfig.select_on``)
+SelectOn = Literal["val", "long", "mean"]
+SELECT_ON = get_args(SelectOn)
+#: the long-range losses of the RMN recipe (``LongRangeConfig.jump_mode``)
+JumpMode = Literal["credit", "jump", "adjoint"]
+JUMP_MODES = get_args(JumpMode)
+#: distances of the long-range loss's reads, positions of its writes
+Spacing = Literal["uniform", "log", "mixed"]
+SPACINGS = get_args(Spacing)
+Positions = Literal["uniform", "mixed"]
+POSITIONS = get_args(Positions)
+Reward = Literal["mae", "mse", "mae+mse"]
+assert get_args(Reward) == REWARD_ERRORS
+#: every algorithm a run can train: the RMN, the stock SB3 / sb3-contrib ones, and the supervised baselines
+Algo = Literal["rmn", "ddpg", "td3", "sac", "ppo", "a2c", "tqc", "recurrentppo",
+               "segment", "lstm", "memory_tbptt", "transformer"]
+ALGORITHMS = get_args(Algo)
+STOCK_ALGORITHMS = ALGORITHMS[1:8]
+BASELINES = ALGORITHMS[8:]
+RecipeName = Literal["default", "paper"]
+Readout = Literal["mlp", "paper"]
+
+
+def check_weight(name: str, spec: WeightSpec) -> WeightSpec:
+    """``spec`` if it is a weight in ``[0, 1]`` or a schedule ``[start, end, end_fraction]`` of such weights."""
+    values = [spec] if np.isscalar(spec) else list(spec)
+    try:
+        values = [float(v) for v in values]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) not in (1, 3) or not all(0.0 <= v <= 1.0 for v in values) or (len(values) == 3 and values[2] == 0):
+        raise ValueError(f"{name}: give a number in [0, 1] or [start, end, end_fraction], got {spec!r}")
+    return values[0] if np.isscalar(spec) else tuple(values)
+
+
+def check_positive(name: str, value, strict: bool = True):
+    """``value`` if it is a number ``> 0`` (``>= 0`` with ``strict=False``), else a ``ValueError`` naming ``name``."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and \
+        (value > 0 if strict else value >= 0)
+    if not ok:
+        raise ValueError(f"{name} must be a number {'>' if strict else '>='} 0, got {value!r}")
+    return value
+
+
+def check_sizes(name: str, sizes, allow_empty: bool = True) -> tuple:
+    """``sizes`` as a tuple of whole numbers ``>= 1`` (layer sizes)."""
+    sizes = (sizes,) if np.isscalar(sizes) else tuple(sizes)
+    if (not sizes and not allow_empty) or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in sizes):
+        raise ValueError(f"{name} must be a list of layer sizes >= 1, got {list(sizes)}")
+    return tuple(int(s) for s in sizes)
+
+
+_CHECKS = contextvars.ContextVar("config_checks", default=True)
+
+
+@contextlib.contextmanager
+def unchecked():
+    """Build config parts without checking them (a command-line parser fills them in, then one check of the
+    whole config reports the first bad field in one line)."""
+    token = _CHECKS.set(False)
+    try:
+        yield
+    finally:
+        _CHECKS.reset(token)
+
+
+class Part:
+    """A config part: checked where it is built (:meth:`check` raises a ``ValueError`` naming the field)."""
+
+    def __post_init__(self) -> None:
+        if _CHECKS.get():
+            self.check()
+
+    def check(self) -> None:
+        pass
 
 
 @dataclass
-class TrainConfig:
-    """Everything a training run needs; saved as ``config.json`` in the run directory.
+class DataConfig(Part):
+    """Data: the dataset, its reader options and the targets."""
 
-    Defaults are the project's improved recipe; :meth:`paper_faithful` switches to the paper's as written.
-    """
-
-    env: str = "LiRISMemory-v0"
-    algo: str = "rmn"
     dataset: str = "synthetic"
-    dataset_options: dict = field(default_factory=dict)
-    # reader options for the train split only, on top of dataset_options (e.g. longer synthetic movies to train
-    # on; validation and test keep dataset_options)
-    train_dataset_options: dict = field(default_factory=dict)
-    # reader options of a second validation set, on top of the validation split's (e.g. {"length": 2000,
-    # "dependency_distance": 1000}: longer movies); empty: none. Every validation then also scores it (long_*
-    # columns in eval_log.csv) and select_on picks the model kept: "val" (the validation split's score), "long"
-    # (the second set's) or "mean" (the mean of the two)
-    long_val_options: dict = field(default_factory=dict)
-    select_on: str = "val"
-    targets: tuple = ("valence", "arousal")
+    """'synthetic' (the embedded movies) or a data directory (MediaEval 2018, LIRIS-ACCEDE, tables)"""
+    dataset_options: Options = field(default_factory=dict)
+    """dataset reader options, KEY=VALUE (JSON values), e.g. length=2000 dependency_distance=1000 manifest=NAME"""
+    train_dataset_options: Options = field(default_factory=dict)
+    """reader options for the train split only, on top of dataset_options (validation and test keep those)"""
+    long_val_options: Options = field(default_factory=dict)
+    """reader options of a second validation set on top of the validation split's (e.g. length=2000); empty: none"""
+    targets: tuple[str, ...] = ("valence", "arousal")
+    """the target columns to predict"""
     segment_seconds: Optional[float] = None
-    n_slots: int = 10
-    memory_dim: int = 16
-    # segment encoder: "lstm" (pretrained here), "pooling" (parameter-free) or a saved encoder path
-    encoder: str = "lstm"
-    encoder_hidden: int = 64
-    encoder_reconstruction: float = 1.0
-    encoder_epochs: int = 10
-    # optimisation
-    timesteps: int = 200_000
-    learning_rate: float = 3e-4
-    final_learning_rate: Optional[float] = 3e-5  # linear decay to this value over the run (None: constant)
-    batch_size: int = 128
-    buffer_size: int = 300_000
-    learning_starts: int = 2_000
-    tau: float = 0.005
-    gamma: float = 0.99
-    train_freq: int = 4
-    gradient_steps: int = 1
-    net_arch: tuple = (64, 64)
-    predictor_hidden: tuple = (64,)
-    read_heads: int = 1
-    read_key_dim: int = 0  # content addressing in the predictor's read (query . key); 0 = the paper's read
-    # the recipe (see RMN's docstring and the README's "Deviations from the paper")
-    exploration_std: Any = (0.05, 0.0, 0.05, 0.0)  # attention, erase, content, input gate
-    erase_bias: Any = (0.0, -9.0)  # one value, or [first, last] spread over each slot's dimensions (time scales)
-    input_bias: float = 0.0
-    coupled_gates: bool = True
-    write_top_k: int = 2  # write only the k most attended slots (the others stay exactly as they are); 0 or >=N: all
-    # the share of that top-k write against the full softmax: a number, or [start, end, end_fraction] (linear)
-    write_top_k_weight: Any = 1.0
-    window: int = 1
-    # the long-range loss: weight, largest write-to-read distance, kind ("adjoint": the write carried to every
-    # later read of its movie at once, through an adjoint stored at each refresh; "credit": the same carried to
-    # jump_reads sampled later reads along the stored memories; "jump": read right after the write), and the
-    # weighting of the reads' distances ("uniform", "log" or "mixed"; for "credit" their sampling)
-    jump_weight: float = 10.0
-    jump_distance: int = 400
-    jump_mode: str = "adjoint"
-    jump_reads: int = 2
-    jump_spacing: str = "uniform"
-    jump_positions: str = "mixed"  # positions of the long-range loss's writes: "uniform", or "mixed" (half early)
-    adjoint_step: float = 100.0  # "adjoint": trust region, how far (times the adjoint) a write may move per refresh
-    # weight of the same step's prediction in training the write (1: the paper), or [start, end, end_fraction]:
-    # by default 1 at the start, down linearly to 0.2 at 30 % of the run, then 0.2
-    same_step_credit: Any = (1.0, 0.2, 0.3)
-    value_scale: float = 0.01
-    reward: str = "mae+mse"  # the error whose negative is the reward: "mae" (the paper), "mse" or "mae+mse"
-    # every refresh_every updates recompute the stored memories of refresh_movies replayed movies drawn at random
-    # (0: all), store their adjoints and train the predictor alone for refresh_fit steps on them; before each
-    # validation every movie is recomputed
-    refresh_every: int = 25
-    refresh_fit: int = 10
-    refresh_movies: int = 8
-    # with refresh_movies, recompute only a stretch of this many steps of each drawn movie (0: whole movies), half
-    # of them at the opening: a refresh then costs what one of short movies costs, however long the movies are
-    refresh_window: int = 0
-    # with refresh_window, a stretch's adjoints also carry the reads after it, through the stored memories (False:
-    # its own reads only); no gain in two seeds of the long recipe, 1.5x a stretch's refresh cost (README)
-    refresh_tail: bool = False
-    # warm start: a memory_tbptt run (its directory or model.pt) whose write network, predictor, m0 and segment
-    # encoder the agent starts from (its critic starts afresh); "" : none
-    init_from: str = ""
-    # writer pretraining (the RMN agent only; skipped with init_from): before the RMN trains, its write network,
-    # predictor and m0 are trained end to end by full BPTT for this many epochs (0: none) on the train split read
-    # with pretrain_writer_options on top of its own (None: short movies, SHORT_MOVIES, for the synthetic set,
-    # the training movies as they are for other datasets), 16 movies per update, Adam 1e-3; the run goes into
-    # writer_pretrain/ of the run directory and the agent starts from it as from init_from
-    pretrain_writer_epochs: int = 100
-    pretrain_writer_options: Optional[dict] = None
-    paper_faithful: bool = False
-    # bookkeeping
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 1  # torch CPU threads: small networks run faster on one thread than on two busy ones
-    update_thread: bool = True  # the critic's and the long-range gradients in a worker thread (a 2nd core)
-    eval_every: int = 5_000
-    checkpoint_every: int = 20_000
-    out: str = "runs/default"
+    """segment length in seconds for real data (None: the dataset's own)"""
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         self.targets = tuple(self.targets)
-        self.net_arch = tuple(self.net_arch)
-        self.predictor_hidden = tuple(self.predictor_hidden)
+        if not self.targets:
+            raise ValueError("targets: give at least one target column")
+        for name in ("dataset_options", "train_dataset_options", "long_val_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name} must be a mapping of reader options, got {getattr(self, name)!r}")
+        if self.segment_seconds is not None:
+            check_positive("segment_seconds", self.segment_seconds)
 
-    def apply_paper_faithful(self) -> "TrainConfig":
-        """The paper's recipe as written: one-step objective, noise variance 0.05 on every part, no extras."""
-        self.paper_faithful = True
-        self.exploration_std = 0.05 ** 0.5
-        self.erase_bias = self.input_bias = 0.0
-        self.coupled_gates = False
-        self.write_top_k = 0
-        self.same_step_credit = 1.0
-        self.window, self.jump_weight, self.value_scale, self.refresh_every, self.refresh_fit = 1, 0.0, 1.0, 0, 0
-        self.refresh_movies = 0
-        self.train_freq = 1
-        self.reward = "mae"
-        self.final_learning_rate = None
-        self.encoder_reconstruction = 0.0
-        self.pretrain_writer_epochs = 0
-        return self
 
+@dataclass
+class EncoderConfig(Part):
+    """Segment encoder: the LSTM that fuses each segment's frames into its embedding e_t."""
+
+    encoder: str = "lstm"
+    """'lstm' (pretrained here), 'pooling' (parameter-free) or the path of a saved encoder"""
+    encoder_hidden: int = 64
+    """the LSTM's hidden size (the embedding size)"""
+    encoder_reconstruction: float = 1.0
+    """weight of the frame-reconstruction term in the encoder's pretraining (0: targets only)"""
+    encoder_epochs: int = 10
+    """epochs of the encoder's pretraining"""
+
+    def check(self) -> None:
+        if check_count("encoder_hidden", self.encoder_hidden, "none") < 1:
+            raise ValueError(f"encoder_hidden must be >= 1, got {self.encoder_hidden}")
+        check_positive("encoder_reconstruction", self.encoder_reconstruction, strict=False)
+        check_count("encoder_epochs", self.encoder_epochs, "no pretraining")
+
+
+@dataclass
+class MemoryConfig(Part):
+    """Memory and the networks that write and read it (the env, the RMN's policy and the BPTT baselines)."""
+
+    n_slots: int = DEFAULT_N_SLOTS
+    """memory slots N"""
+    memory_dim: int = DEFAULT_MEMORY_DIM
+    """slot size d"""
+    net_arch: tuple[int, ...] = (64, 64)
+    """hidden layers of the write network and the critic (slot-shared)"""
+    predictor_hidden: tuple[int, ...] = (64,)
+    """hidden layers of the read-out's score and output networks (empty: single FC layers)"""
+    readout: Readout = "mlp"
+    """the read-out: 'mlp' (predictor_hidden layers, e_t also fed to the output) or 'paper' (single FC layers,
+    y = FC(read))"""
+    read_heads: int = 1
+    """independent attention reads of the predictor"""
+    read_key_dim: int = 0
+    """content addressing in the read (query . key); 0: the paper's read"""
+    erase_bias: Union[float, tuple[float, ...]] = (0.0, -9.0)
+    """initial erase-gate bias: one value, or [first, last] spread over each slot's dimensions (time scales)"""
+    input_bias: float = 0.0
+    """initial input-gate bias"""
+    coupled_gates: bool = True
+    """GRU-like gates: the input gate is 1 - erase (False: independent gates, the paper)"""
+    write_top_k: int = 2
+    """write only the k most attended slots (the others stay exactly as they are); 0 or >= N: all"""
+
+    def check(self) -> None:
+        for name in ("n_slots", "memory_dim", "read_heads"):
+            if check_count(name, getattr(self, name), "none") < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
+        self.net_arch = check_sizes("net_arch", self.net_arch, allow_empty=False)
+        self.predictor_hidden = check_sizes("predictor_hidden", self.predictor_hidden)
+        check_choice("readout", self.readout, get_args(Readout))
+        if self.readout == "paper" and (self.predictor_hidden or self.read_heads != 1 or self.read_key_dim):
+            raise ValueError("readout='paper' is the paper's single-FC read-out: set predictor_hidden=[], "
+                             "read_heads=1 and read_key_dim=0, or readout='mlp' for hidden layers")
+        check_count("read_key_dim", self.read_key_dim, "the paper's read")
+        check_count("write_top_k", self.write_top_k, "all slots")
+        if not np.isscalar(self.erase_bias):
+            self.erase_bias = tuple(float(v) for v in self.erase_bias)
+            if len(self.erase_bias) != 2 and len(self.erase_bias) != self.memory_dim:
+                raise ValueError(f"erase_bias: give one number, [first, last] or {self.memory_dim} values, "
+                                 f"got {len(self.erase_bias)}")
+
+    def erase_biases(self) -> Union[float, list]:
+        """The initial erase-gate biases per dimension: a number, or ``[first, last]`` spread linearly over the
+        ``d`` dimensions of every slot (fast and slow dimensions in each slot, in the spirit of the "chrono"
+        initialisation of LSTM gates, Tallec & Ollivier 2018), or the ``d`` values given."""
+        if np.isscalar(self.erase_bias):
+            return float(self.erase_bias)
+        if len(self.erase_bias) == 2 and self.memory_dim > 1:
+            return np.linspace(self.erase_bias[0], self.erase_bias[1], self.memory_dim).tolist()
+        return list(self.erase_bias)
+
+
+@dataclass
+class AlgorithmConfig(Part):
+    """Algorithm and optimisation: SB3's arguments, shared by the RMN and the stock algorithms."""
+
+    algo: Algo = "rmn"
+    """the algorithm: the RMN, a stock SB3 / sb3-contrib one (its zoo defaults apply) or a supervised baseline"""
+    timesteps: int = 200_000
+    """environment steps (segments) of training"""
+    learning_rate: float = 3e-4
+    """Adam learning rate"""
+    final_learning_rate: Optional[float] = 3e-5
+    """linear decay of the learning rate to this value over the run (None: constant)"""
+    batch_size: int = 128
+    """minibatch size"""
+    buffer_size: int = 300_000
+    """replay size in steps"""
+    learning_starts: int = 2_000
+    """random-write steps before learning starts"""
+    tau: float = 0.005
+    """soft update rate of the target networks"""
+    gamma: float = 0.99
+    """discount, the paper's lambda"""
+    train_freq: int = 4
+    """update the model every train_freq steps"""
+    gradient_steps: int = 1
+    """gradient steps per update"""
+
+    def check(self) -> None:
+        check_choice("algo", self.algo, ALGORITHMS)
+        for name in ("timesteps", "learning_starts"):
+            check_count(name, getattr(self, name), "none")
+        for name in ("batch_size", "buffer_size", "train_freq", "gradient_steps"):
+            if check_count(name, getattr(self, name), "none") < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
+        check_positive("learning_rate", self.learning_rate)
+        if self.final_learning_rate is not None:
+            check_positive("final_learning_rate", self.final_learning_rate, strict=False)
+        if not (isinstance(self.tau, (int, float)) and 0 < self.tau <= 1):
+            raise ValueError(f"tau must lie in (0, 1], got {self.tau!r}")
+        if not (isinstance(self.gamma, (int, float)) and 0 <= self.gamma <= 1):
+            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma!r}")
+
+
+@dataclass
+class BaselineConfig(Part):
+    """Supervised baselines (algo segment, lstm, memory_tbptt, transformer): trained by epochs of (truncated) BPTT
+    or minibatches of segments, with early stopping on the validation MSE."""
+
+    bptt_window: int = 64
+    """TBPTT window of the recurrent baselines in segments (0: full BPTT), the transformer's attention window"""
+    epochs: int = 30
+    """maximum passes over the training split"""
+    hidden: int = 64
+    """hidden size of the segment MLP, the LSTM and the transformer"""
+    baseline_lr: float = 1e-3
+    """Adam learning rate of the baselines"""
+    batch_movies: int = 8
+    """movies per batch (recurrent baselines)"""
+    segment_batch_size: int = 256
+    """segments per minibatch (segment MLP, transformer)"""
+    patience: int = 5
+    """epochs without a better validation MSE before stopping"""
+    clip: float = 1.0
+    """gradient-norm clipping"""
+
+    def check(self) -> None:
+        check_count("bptt_window", self.bptt_window, "full BPTT")
+        for name in ("epochs", "hidden", "batch_movies", "segment_batch_size", "patience"):
+            if check_count(name, getattr(self, name), "none") < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
+        check_positive("baseline_lr", self.baseline_lr)
+        check_positive("clip", self.clip)
+
+
+@dataclass
+class LongRangeConfig(Part):
+    """The RMN recipe's long-range loss: a write trained on the later reads of its movie."""
+
+    jump_weight: float = 10.0
+    """weight of the long-range loss (0: none, the paper)"""
+    jump_distance: int = 400
+    """largest write-to-read distance"""
+    jump_mode: JumpMode = "adjoint"
+    """'adjoint' (every later read, through adjoints stored at each refresh), 'credit' (jump_reads sampled reads
+    along the stored memories) or 'jump' (a read right after the write)"""
+    jump_reads: int = 2
+    """'credit': later reads per write"""
+    jump_spacing: Spacing = "uniform"
+    """weighting (or sampling) of the reads' distances"""
+    jump_positions: Positions = "mixed"
+    """positions of the loss's writes in their movie: 'uniform', or 'mixed' (half moved early)"""
+    adjoint_step: float = 100.0
+    """'adjoint': trust region, how far (times the adjoint) a write may move per refresh"""
+
+    def check(self) -> None:
+        check_positive("jump_weight", self.jump_weight, strict=False)
+        if check_count("jump_distance", self.jump_distance, "none") < 1:
+            raise ValueError(f"jump_distance must be >= 1, got {self.jump_distance}")
+        check_choice("jump_mode", self.jump_mode, JUMP_MODES)
+        check_count("jump_reads", self.jump_reads, "none")
+        check_choice("jump_spacing", self.jump_spacing, SPACINGS)
+        check_choice("jump_positions", self.jump_positions, POSITIONS)
+        check_positive("adjoint_step", self.adjoint_step)
+
+
+@dataclass
+class RefreshConfig(Part):
+    """The RMN recipe's refresh: stored memories recomputed with the current writer."""
+
+    refresh_every: int = 25
+    """recompute the stored memories every this many updates (0: never, the paper)"""
+    refresh_fit: int = 10
+    """predictor-only steps after each refresh, on the refreshed memories"""
+    refresh_movies: int = 8
+    """movies recomputed per refresh, drawn at random (0: all)"""
+    refresh_window: int = 0
+    """with refresh_movies, recompute a stretch of this many steps of each (0: whole movies)"""
+    refresh_tail: bool = False
+    """with refresh_window, the stretch's adjoints also carry the reads after it"""
+
+    def check(self) -> None:
+        check_count("refresh_every", self.refresh_every, "never")
+        check_count("refresh_fit", self.refresh_fit, "none")
+        check_count("refresh_movies", self.refresh_movies, "every stored movie")
+        check_count("refresh_window", self.refresh_window, "whole movies")
+
+
+@dataclass
+class RMNConfig(Part):
+    """The RMN agent's recipe beyond the optimisation (docs/recipe.md explains each part)."""
+
+    exploration_std: Union[float, tuple[float, float, float, float]] = (0.05, 0.0, 0.05, 0.0)
+    """Gaussian noise std on attention, erase, content and input gate (one value or four)"""
+    value_scale: Optional[float] = None
+    """the critic learns value_scale times the return; None: 1 - gamma (average-reward units), 1: the paper"""
+    reward: Reward = "mae+mse"
+    """the error whose negative is the reward: 'mae' (the paper), 'mse' or 'mae+mse'"""
+    same_step_credit: WeightSpec = (1.0, 0.2, 0.3)
+    """weight of the same step's prediction in training the write: a number in [0, 1] or [start, end, fraction]"""
+    write_top_k_weight: WeightSpec = 1.0
+    """share of the top-k write against the full softmax: a number or [start, end, fraction]"""
+    window: int = 1
+    """writes unrolled in the actor objective before bootstrapping with the critic (1: the paper)"""
+    update_thread: bool = True
+    """differentiate the critic and the long-range loss in a worker thread (a second core); same results"""
+    long_range: LongRangeConfig = field(default_factory=LongRangeConfig)
+    refresh: RefreshConfig = field(default_factory=RefreshConfig)
+
+    def check(self) -> None:
+        if np.isscalar(self.exploration_std):
+            check_positive("exploration_std", self.exploration_std, strict=False)
+        else:
+            self.exploration_std = tuple(float(v) for v in self.exploration_std)
+            if len(self.exploration_std) != 4 or min(self.exploration_std) < 0:
+                raise ValueError(f"exploration_std: give one std >= 0 or four (attention, erase, content, input "
+                                 f"gate), got {list(self.exploration_std)}")
+        if self.value_scale is not None:
+            check_positive("value_scale", self.value_scale)
+        check_choice("reward", self.reward, REWARD_ERRORS)
+        self.same_step_credit = check_weight("same_step_credit", self.same_step_credit)
+        self.write_top_k_weight = check_weight("write_top_k_weight", self.write_top_k_weight)
+        if check_count("window", self.window, "none") < 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
+        if self.long_range.jump_mode == "adjoint" and self.long_range.jump_weight > 0 and \
+                self.refresh.refresh_every <= 0:
+            raise ValueError("jump_mode='adjoint' stores its adjoints at each refresh: set refresh_every > 0")
+
+    def critic_scale(self, gamma: float) -> float:
+        """The critic's value scale: ``value_scale``, or ``1 - gamma`` where it is ``None``."""
+        return 1.0 - gamma if self.value_scale is None else float(self.value_scale)
+
+
+@dataclass
+class WarmStartConfig(Part):
+    """Warm start of the RMN's writer: a BPTT run it starts from, or a writer pretraining by BPTT."""
+
+    init_from: str = ""
+    """a memory_tbptt run (directory or model.pt) whose write network, predictor, m0 and encoder the agent starts
+    from ('': none)"""
+    pretrain_writer_epochs: int = 100
+    """epochs of full BPTT of the writer, predictor and m0 on short movies before the RMN trains (0: none)"""
+    pretrain_writer_options: Optional[Options] = None
+    """reader options of the pretraining's train split (None: short movies for synthetic data)"""
+
+    def check(self) -> None:
+        check_count("pretrain_writer_epochs", self.pretrain_writer_epochs, "no writer pretraining")
+        if self.pretrain_writer_options is not None and not isinstance(self.pretrain_writer_options, dict):
+            raise ValueError("pretrain_writer_options must be a mapping of dataset reader options (or null: the "
+                             f"default), got {self.pretrain_writer_options!r}")
+
+    @property
+    def pretrains(self) -> bool:
+        """Whether the writer is pretrained here (an ``init_from`` run replaces the pretraining)."""
+        return bool(self.pretrain_writer_epochs) and not self.init_from
+
+
+@dataclass
+class RunConfig(Part):
+    """Run: seeding, devices, validation, checkpoints and where it is written."""
+
+    out: str = "runs/default"
+    """run directory"""
+    seed: int = 0
+    """random seed"""
+    device: str = "auto"
+    """auto (CUDA when present), cpu or cuda"""
+    threads: int = 1
+    """torch CPU threads (small networks run faster on one thread than on two busy ones)"""
+    eval_every: int = 5_000
+    """validate every this many steps (0: only at the end)"""
+    checkpoint_every: int = 20_000
+    """checkpoint every this many steps (0: none)"""
+    select_on: SelectOn = "val"
+    """validation score that picks the model kept: 'val', 'long' (the second set's) or 'mean'"""
+
+    def check(self) -> None:
+        check_count("seed", self.seed, "seed 0")
+        if check_count("threads", self.threads, "none") < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        check_count("eval_every", self.eval_every, "only at the end")
+        check_count("checkpoint_every", self.checkpoint_every, "none")
+        check_choice("select_on", self.select_on, SELECT_ON)
+        if not str(self.out):
+            raise ValueError("out: give a run directory")
+
+
+
+@dataclass
+class TrainConfig(Part):
+    """Everything a training run needs; saved as ``config.json`` in the run directory."""
+
+    recipe: RecipeName = "default"
+    """the named recipe the config starts from: 'default' (the project's) or 'paper' (the paper as written)"""
+    env: str = "LiRISMemory-v0"
+    """environment id"""
+    data: DataConfig = field(default_factory=DataConfig)
+    encoding: EncoderConfig = field(default_factory=EncoderConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    rmn: RMNConfig = field(default_factory=RMNConfig)
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def check(self) -> None:
+        check_choice("recipe", self.recipe, get_args(RecipeName))
+        if self.env.split(":")[-1] != "LiRISMemory-v0":
+            raise ValueError(f"env {self.env}: only LiRISMemory-v0 is provided by this project")
+        if self.run.select_on != "val" and not self.data.long_val_options:
+            raise ValueError(f"select_on={self.run.select_on!r} scores a second validation set: give its options "
+                             "(long_val_options KEY=VALUE ...)")
+        if self.algorithm.algo != "rmn":
+            if self.data.long_val_options or self.run.select_on != "val":
+                raise ValueError(f"algo {self.algorithm.algo}: long_val_options and select_on are for the RMN agent")
+            if self.warm_start.init_from:
+                raise ValueError(f"algo {self.algorithm.algo}: init_from is for the RMN agent")
+        if self.algorithm.algo == "transformer" and self.baseline.bptt_window < 1:
+            raise ValueError("bptt_window must be >= 1 for the transformer (its attention window)")
+
+    @property
+    def algo(self) -> str:
+        return self.algorithm.algo
+
+    # ---- access by field name ------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        d = asdict(self)
-        for k in ("targets", "net_arch", "predictor_hidden"):
-            d[k] = list(d[k])
-        for k in ("exploration_std", "erase_bias", "same_step_credit", "write_top_k_weight"):
-            if isinstance(d[k], tuple):
-                d[k] = list(d[k])
-        return d
+        """The nested config as plain JSON values (tuples as lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
-    def save(self, path: Union[str, Path]) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+    def flat(self) -> dict:
+        """``{field name: value}`` over every part (names are unique), as plain JSON values."""
+        return dict(_flatten(self.to_dict()))
+
+    def update(self, data: dict, where: str = "config") -> "TrainConfig":
+        """A copy with the fields of ``data`` replaced: a nested mapping, dotted paths (``"memory.n_slots"``) or
+        bare field names (``"n_slots"``). Every part is validated again.
+
+        :raises ValueError: naming ``where`` and the field, for an unknown field or a bad value
+        """
+        return TrainConfig.from_dict(_with_fields(self.to_dict(), data, where), where)
+
+    def overrides(self) -> dict:
+        """The fields that differ from the named recipe's (what ``summary.json`` records beside the recipe)."""
+        base = recipe(self.recipe).flat()
+        return {k: v for k, v in self.flat().items() if base.get(k) != v}
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "config") -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        """A config from a nested mapping (``config.json``) or a flat one of field names (older runs' files; a
+        ``paper_faithful: true`` there selects the paper recipe). Missing fields take the recipe's defaults.
 
-    def update(self, data: dict, where: str = "config") -> "TrainConfig":
-        """A copy with ``data``'s fields replaced (unknown fields are an error naming ``where``)."""
-        merged = self.to_dict()
-        merged.update(data)
-        return TrainConfig.from_dict(merged, where)
+        :raises ValueError: naming ``where`` and the field
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected a mapping of config fields, got {type(data).__name__}")
+        data = dict(data)
+        if data.pop("paper_faithful", False):
+            data.setdefault("recipe", "paper")
+        name = data.pop("recipe", "default")
+        try:
+            base = recipe(name)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+        tree = _with_fields(base.to_dict(), data, where)
+        try:
+            return _build(cls, tree)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: {err}") from None
+
+    # ---- files ---------------------------------------------------------------------------------------
+    def save(self, path: Union[str, Path]) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "TrainConfig":
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"{path}: config file not found") from None
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a JSON object of config fields")
-        return cls.from_dict(data, str(path))
+        """A config from a JSON or YAML file of fields (nested, dotted or bare names).
+
+        :raises ValueError: naming the file, for a missing file, bad syntax or a bad field
+        """
+        return cls.from_dict(read_config_file(path), str(path))
+
+
+def read_config_file(path: Union[str, Path], kind: str = "config file",
+                     expected: str = "a mapping of config fields") -> dict:
+    """The mapping in a JSON or YAML file (a config file, the zoo's hyperparameter file).
+
+    :raises ValueError: naming the file, and the line where it is not valid
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: {kind} not found") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected {expected}")
+    return data
+
+
+def _with_fields(tree: dict, data: dict, where: str) -> dict:
+    """The nested ``tree`` (a config's :meth:`~TrainConfig.to_dict`) with the fields named in ``data`` set."""
+    for key, value in _paths(data, where):
+        node = tree
+        for part in key[:-1]:
+            node = node[part]
+        node[key[-1]] = value
+    return tree
+
+
+def _flatten(tree: dict):
+    for key, value in tree.items():
+        if key in _PART_NAMES and isinstance(value, dict):
+            yield from _flatten(value)
+        else:
+            yield key, value
+
+
+def _field_paths(cls, prefix=()) -> dict:
+    """``{field name: path}`` of every leaf field under the dataclass ``cls``."""
+    out = {}
+    for f in fields(cls):
+        sub = _PART_TYPES.get(f.name)
+        if sub is not None:
+            out.update(_field_paths(sub, prefix + (f.name,)))
+        else:
+            out[f.name] = prefix + (f.name,)
+    return out
+
+
+def _paths(data: dict, where: str, prefix: tuple = ()):
+    """``(path, value)`` of each field named in ``data`` (nested mappings, dotted paths or bare names)."""
+    for key, value in data.items():
+        parts = tuple(str(key).split("."))
+        if len(parts) == 1 and parts[0] in _PART_NAMES and isinstance(value, dict):
+            yield from _paths(value, where, prefix + parts)
+            continue
+        name = parts[-1]
+        path = LEAF_PATHS.get(name)
+        if path is None or (len(parts) > 1 and path[-len(parts):] != parts) or \
+                (prefix and path[:len(prefix)] != prefix):
+            raise ValueError(f"{where}: unknown field {'.'.join(prefix + parts)!r}; the fields are: "
+                             f"{', '.join(sorted(LEAF_PATHS))}")
+        yield path, value
+
+
+def coerce(cls, value):
+    """``value`` as the config part ``cls``: itself, or built from a (possibly partial, nested) mapping of its
+    fields, as YAML files such as rl-baselines3-zoo's hold them."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"{cls.__name__}: expected a mapping of its fields, got {value!r}")
+    tree = dataclasses.asdict(cls())
+    for key, sub in value.items():
+        if isinstance(sub, dict) and isinstance(tree.get(key), dict) and key in _PART_NAMES:
+            tree[key].update(sub)
+        else:
+            tree[key] = sub
+    return _build(cls, tree)
+
+
+def _build(cls, tree: dict):
+    unknown = sorted(set(tree) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field {', '.join(unknown)}")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in tree:
+            continue
+        sub = _PART_TYPES.get(f.name)
+        kwargs[f.name] = _build(sub, tree[f.name]) if sub is not None else tree[f.name]
+    return cls(**kwargs)
+
+
+_PART_TYPES = {"data": DataConfig, "encoding": EncoderConfig, "memory": MemoryConfig, "algorithm": AlgorithmConfig,
+               "rmn": RMNConfig, "long_range": LongRangeConfig, "refresh": RefreshConfig,
+               "warm_start": WarmStartConfig, "baseline": BaselineConfig, "run": RunConfig}
+_PART_NAMES = frozenset(_PART_TYPES)
+#: ``{field name: path in the nested config}`` for every leaf field
+LEAF_PATHS = _field_paths(TrainConfig)
+
+
+# ---- the named recipes ---------------------------------------------------------------------------------
+def default_recipe() -> TrainConfig:
+    """The project's recipe (docs/recipe.md): the paper's method plus the deviations listed there."""
+    return TrainConfig()
+
+
+def paper_recipe() -> TrainConfig:
+    """The paper's recipe as written: one-step DDPG with an afterstate critic, noise variance 0.05 on every
+    action part, the MAE reward, single FC layers in the read-out, no long-range loss, refresh or pretraining."""
+    return TrainConfig(
+        recipe="paper",
+        encoding=EncoderConfig(encoder_reconstruction=0.0),
+        memory=MemoryConfig(predictor_hidden=(), readout="paper", erase_bias=0.0, coupled_gates=False,
+                            write_top_k=0),
+        algorithm=AlgorithmConfig(train_freq=1, final_learning_rate=None),
+        rmn=RMNConfig(exploration_std=0.05 ** 0.5, value_scale=1.0, reward="mae", same_step_credit=1.0,
+                      long_range=LongRangeConfig(jump_weight=0.0),
+                      refresh=RefreshConfig(refresh_every=0, refresh_fit=0, refresh_movies=0)),
+        warm_start=WarmStartConfig(pretrain_writer_epochs=0),
+    )
+
+
+RECIPES = {"default": default_recipe, "paper": paper_recipe}
+
+
+def recipe(name: str) -> TrainConfig:
+    """The named recipe's config (a fresh copy).
+
+    :raises ValueError: naming the recipes
+    """
+    if name not in RECIPES:
+        raise ValueError(f"recipe {name!r}: choose one of {', '.join(RECIPES)}")
+    return RECIPES[name]()

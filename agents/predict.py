@@ -17,17 +17,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
-from affect_env.data import DataError, Movie, MovieDataset, detect_format, load_dataset
+from affect_env.data import SPLITS, DataError, Movie, MovieDataset, detect_format, load_dataset
+from affect_env.data.mediaeval import load_mediaeval, mediaeval_splits
+from affect_env.data.tables import list_table_files, load_tables
+from affect_env.files import atomic_path, atomic_write_text
 from agents.cli import run_cli
+from agents.config import TrainConfig
+from agents.plots import plt
+from agents.rollout import rollout
+from agents.runs import load_model_file
 
 __all__ = ["FORMATS", "SPLIT_CHOICES", "check_feature_dim", "find_run_config", "iter_datasets", "load_run",
            "mediaeval_text", "per_second", "per_second_table", "predict_movie", "predict_movies"]
@@ -35,7 +41,6 @@ __all__ = ["FORMATS", "SPLIT_CHOICES", "check_feature_dim", "find_run_config", "
 PathLike = Union[str, Path]
 FORMATS = ("auto", "tables", "mediaeval")
 SPLIT_CHOICES = ("all", "train", "val", "test")
-SPLITS = ("train", "val", "test")
 #: reader options of the training run (``config.json``'s ``dataset_options``) reused at prediction time:
 #: how to read a file always; how to split the directory only for ``--split train|val|test``
 READ_OPTIONS = {
@@ -74,16 +79,8 @@ def load_run(model_path: PathLike, device: str = "auto") -> tuple:
     :param device: ``auto``, ``cpu`` or ``cuda``
     :raises ValueError: no model there, an unreadable model, or a model without a segment encoder
     """
-    import zipfile
-
-    from agents.config import TrainConfig
-    from agents.evaluate import load_model
-
     path = Path(model_path)
-    try:
-        model = load_model(path, device)
-    except (zipfile.BadZipFile, EOFError, RuntimeError, KeyError) as err:
-        raise ValueError(f"{path}: cannot load the model ({type(err).__name__}: {err})") from err
+    model = load_model_file(path, device)
     if getattr(model.policy, "encoder", None) is None:
         raise ValueError(f"{path}: the model carries no segment encoder, so it cannot read raw features")
     config_path = find_run_config(path)
@@ -97,7 +94,7 @@ def _target_names(model, cfg, targets: Optional[Sequence[str]], model_path: Path
     if targets is not None:
         names = tuple(targets)
     elif cfg is not None:
-        names = tuple(cfg.targets)
+        names = tuple(cfg.data.targets)
     elif n == 2:
         names = ("valence", "arousal")
     else:
@@ -132,9 +129,9 @@ def _options(cfg, kind: str, split: str) -> dict:
     if cfg is None:
         return {}
     if kind == "synthetic":
-        return dict(cfg.dataset_options) if cfg.dataset == "synthetic" else {}
+        return dict(cfg.data.dataset_options) if cfg.data.dataset == "synthetic" else {}
     keys = READ_OPTIONS.get(kind, ()) + (SPLIT_OPTIONS.get(kind, ()) if split != "all" else ())
-    return {k: v for k, v in cfg.dataset_options.items() if k in keys}
+    return {k: v for k, v in cfg.data.dataset_options.items() if k in keys}
 
 
 def iter_datasets(source: PathLike, kind: str, split: str, targets: Sequence[str],
@@ -161,8 +158,6 @@ def iter_datasets(source: PathLike, kind: str, split: str, targets: Sequence[str
         options["segment_seconds"] = float(segment_seconds)
     targets = tuple(targets)
     if kind == "tables":
-        from affect_env.data.tables import list_table_files, load_tables
-
         if split != "all":
             yield split, load_tables(source, split, targets=targets, require_targets=False, **options)
             return
@@ -178,7 +173,6 @@ def iter_datasets(source: PathLike, kind: str, split: str, targets: Sequence[str
             [n for n in ds.notes if not str(n).startswith("splits: manifest")]
         yield "all", ds
     elif kind == "mediaeval":
-        from affect_env.data.mediaeval import load_mediaeval, mediaeval_splits
 
         split_kw = {k: options[k] for k in ("val_fraction", "val_movies") if k in options}
         names = mediaeval_splits(source, **split_kw)
@@ -202,7 +196,6 @@ def predict_movie(model, movie: Movie) -> np.ndarray:
     Embeds the segments with the policy's encoder, then runs :func:`agents.rollout.rollout`, which keeps
     only the current memory: any movie length works.
     """
-    from agents.rollout import rollout
 
     policy = model.policy
     policy.set_training_mode(False)
@@ -265,23 +258,8 @@ def mediaeval_text(table: pd.DataFrame) -> str:
     return MEDIAEVAL_HEADER + "\n" + "".join(line + "\n" for line in lines)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _plot(path: Path, tables: List[Tuple[str, pd.DataFrame]], target_names: Sequence[str]) -> None:
     """Per-second predicted curves of up to three movies (one row per movie), written atomically."""
-    from agents.plots import plt
-
     fig, axes = plt.subplots(len(tables), 1, figsize=(10, 2.4 * len(tables)), squeeze=False)
     for ax, (movie_id, table) in zip(axes[:, 0], tables):
         for name in target_names:
@@ -290,16 +268,11 @@ def _plot(path: Path, tables: List[Tuple[str, pd.DataFrame]], target_names: Sequ
         ax.set_xlabel("time (s)")
     axes[0, 0].legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def predict_movies(model, source: PathLike, out: PathLike, *, fmt: str = "auto", split: str = "all",
@@ -320,7 +293,6 @@ def predict_movies(model, source: PathLike, out: PathLike, *, fmt: str = "auto",
     :return: the index: one row per movie (``movie_id``, ``split``, ``segments``, ``first_second``,
         ``seconds``, ``source``), also written to ``out/index.csv``
     """
-    from tqdm.auto import tqdm
 
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt}: choose one of {list(FORMATS)}")
@@ -328,7 +300,7 @@ def predict_movies(model, source: PathLike, out: PathLike, *, fmt: str = "auto",
         raise ValueError(f"--split {split}: choose one of {list(SPLIT_CHOICES)}")
     names = _target_names(model, config, targets, model_path)
     if segment_seconds is None and config is not None:
-        segment_seconds = config.segment_seconds
+        segment_seconds = config.data.segment_seconds
     kind = detect_format(str(source)) if fmt == "auto" else fmt
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -341,9 +313,9 @@ def predict_movies(model, source: PathLike, out: PathLike, *, fmt: str = "auto",
         notes += [f"[{label}] {n}" for n in dataset.notes]
         for movie in tqdm(dataset.movies, desc=f"predict {label}", unit="movie", disable=not progress):
             table = per_second_table(movie, predict_movie(model, movie), names, dataset.segment_seconds)
-            _atomic_write_text(out / f"{movie.movie_id}.csv", table.to_csv(index=False))
+            atomic_write_text(out / f"{movie.movie_id}.csv", table.to_csv(index=False))
             if mediaeval_style:
-                _atomic_write_text(out / MEDIAEVAL_DIR / f"{movie.movie_id}_Valence-Arousal.txt",
+                atomic_write_text(out / MEDIAEVAL_DIR / f"{movie.movie_id}_Valence-Arousal.txt",
                                    mediaeval_text(table))
             if len(shown) < 3:
                 shown.append((movie.movie_id, table))
@@ -353,8 +325,8 @@ def predict_movies(model, source: PathLike, out: PathLike, *, fmt: str = "auto",
     if not rows:
         raise DataError(f"{source}: no movie to predict")
     index = pd.DataFrame(rows)
-    _atomic_write_text(out / "index.csv", index.to_csv(index=False))
-    _atomic_write_text(out / "notes.txt", "".join(f"{n}\n" for n in notes))
+    atomic_write_text(out / "index.csv", index.to_csv(index=False))
+    atomic_write_text(out / "notes.txt", "".join(f"{n}\n" for n in notes))
     _plot(out / "figures" / "predictions.png", shown, names)
     return index
 

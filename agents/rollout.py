@@ -1,12 +1,13 @@
 """Streaming inference: run a write policy and a predictor along whole movies, memory flat in length."""
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from affect_env.memory import MemoryPredictor, WriteAction, write
+from agents.rmn.networks import NumpySlotActor, SlotActor
 
 
 @torch.no_grad()
@@ -26,8 +27,6 @@ def rollout(
     :param embeddings: one ``(T_i, d_e)`` array per movie
     :return: one dict per movie with ``prediction (T, n_targets)`` and ``attention (T, N)`` (the write's)
     """
-    from agents.rmn.networks import NumpySlotActor, SlotActor
-
     if len(embeddings) == 1 and isinstance(write_policy, SlotActor) and str(device) == "cpu":
         return [stream_movie(NumpySlotActor(write_policy), predictor, embeddings[0])]
     results: list = [None] * len(embeddings)

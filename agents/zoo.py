@@ -6,8 +6,8 @@
 It registers the RMN (class, hyperparameter sampler for ``-optimize``) into rl_zoo3, picks ``--algo``'s
 section of ``agents/hyperparams/LiRISMemory-v0.yml`` (or of the ``-conf`` file given, when it has per-algorithm
 sections; a plain zoo file keyed by env id is passed through), and runs ``rl_zoo3.train`` in this process.
-The RMN's hyperparameters default to :class:`~agents.config.TrainConfig` (the project's recipe); keys in the
-file's ``rmn`` section override them. Without this wrapper, ``python -m rl_zoo3.train --algo td3 --env
+The RMN's hyperparameters default to the default recipe (:mod:`agents.config`); config fields in the file's
+``rmn`` section (bare names, e.g. ``jump_weight: 5.0``) override them. Without this wrapper, ``python -m rl_zoo3.train --algo td3 --env
 LiRISMemory-v0 --gym-packages affect_env -conf agents/hyperparams/LiRISMemory-v0.yml`` works for the stock
 algorithms (with the file's td3 settings).
 
@@ -18,7 +18,6 @@ metrics (test MSE, PCC, ``gap_closed``) come from ``python -m agents.train``.
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 import tempfile
 from pathlib import Path
@@ -26,31 +25,34 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
-from agents.config import TrainConfig
+try:  # an optional dependency: the [contrib] extra
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+    from rl_zoo3.train import train as zoo_train
+    from rl_zoo3.utils import ALGOS
+except ImportError as err:  # pragma: no cover - depends on the install
+    raise ImportError("agents.zoo needs rl-baselines3-zoo: pip install -e '.[contrib]'") from err
+
+import affect_env  # noqa: F401  (registers LiRISMemory-v0 for rl_zoo3's gym.make)
+from agents.cli import run_cli
+from agents.config import LEAF_PATHS, TrainConfig
+from agents.rmn import RMN
 from agents.sb3_algorithms import ENV_ID, HYPERPARAMS_FILE, ZOO_NAMES, check_algorithm, load_hyperparams_file
 
-_NOT_HYPERPARAMS = {"self", "policy", "env", "tensorboard_log", "policy_kwargs", "verbose", "seed", "device",
-                    "_init_setup_model", "observation_space", "action_space", "lr_schedule", "optimizer_class",
-                    "optimizer_kwargs"}
+#: the SB3 arguments of the RMN (the rest of its recipe is one ``recipe`` mapping)
+SB3_ARGUMENTS = ("learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma", "train_freq",
+                 "gradient_steps")
 
 
 def rmn_hyperparams(cfg: Optional[TrainConfig] = None, n_timesteps: Optional[int] = None) -> dict:
-    """The zoo hyperparameters of the RMN from ``cfg`` (default :class:`TrainConfig`): every RMN and
-    RMNPolicy constructor argument that is a config field, plus ``policy`` and ``n_timesteps``."""
-    from agents.rmn import RMN, RMNPolicy
-
+    """The zoo hyperparameters of the RMN from ``cfg`` (default: the default recipe), as plain YAML values:
+    ``policy``, ``n_timesteps``, the SB3 arguments, the ``recipe`` mapping and ``policy_kwargs.memory``."""
     cfg = cfg or TrainConfig()
     values = cfg.to_dict()
-    n_timesteps = int(n_timesteps or cfg.timesteps)
-
-    def shared(cls: type) -> dict:
-        names = [p for p in inspect.signature(cls.__init__).parameters if p not in _NOT_HYPERPARAMS]
-        return {p: values[p] for p in names if p in values}
-
-    params = shared(RMN)
-    if "buffer_size" in params:
-        params["buffer_size"] = int(min(params["buffer_size"], n_timesteps + 1))
-    return {"policy": "RMNPolicy", "n_timesteps": n_timesteps, **params, "policy_kwargs": shared(RMNPolicy)}
+    n_timesteps = int(n_timesteps or cfg.algorithm.timesteps)
+    params = {k: values["algorithm"][k] for k in SB3_ARGUMENTS}
+    params["buffer_size"] = int(min(params["buffer_size"], n_timesteps + 1))
+    return {"policy": "RMNPolicy", "n_timesteps": n_timesteps, **params, "recipe": values["rmn"],
+            "policy_kwargs": {"memory": values["memory"]}}
 
 
 def zoo_hyperparams(algo: str, path: Optional[Path] = None, env_id: str = ENV_ID) -> dict:
@@ -63,7 +65,9 @@ def zoo_hyperparams(algo: str, path: Optional[Path] = None, env_id: str = ENV_ID
         raise ValueError(f"{path}: no section {ZOO_NAMES[algo]}: {env_id}: (hyperparameters of --algo {algo})")
     section = dict(section or {})
     if algo == "rmn":
-        merged = rmn_hyperparams(n_timesteps=section.get("n_timesteps"))
+        fields = {k: section.pop(k) for k in list(section) if k in LEAF_PATHS}
+        cfg = TrainConfig().update(fields, f"{path}: rmn")
+        merged = rmn_hyperparams(cfg, n_timesteps=section.get("n_timesteps"))
         kwargs = {**merged.pop("policy_kwargs"), **(section.pop("policy_kwargs", None) or {})}
         section = {**merged, **section, "policy_kwargs": kwargs}
     return section
@@ -83,20 +87,17 @@ def sample_rmn_params(trial: Any, n_actions: int, n_envs: int, additional_args: 
 
 
 def convert_rmn_params(params: dict) -> dict:
-    """Sampled values -> RMN arguments (``one_minus_gamma`` -> ``gamma``)."""
+    """Sampled values -> RMN arguments (``one_minus_gamma`` -> ``gamma``; recipe fields into ``recipe``)."""
     out = dict(params)
     if "one_minus_gamma" in out:
         out["gamma"] = 1.0 - out.pop("one_minus_gamma")
+    if "exploration_std" in out:
+        out["recipe"] = {"exploration_std": out.pop("exploration_std")}
     return out
 
 
 def register() -> None:
     """Make ``--algo rmn`` known to rl_zoo3 (training, ``-optimize`` sampling, loading trials)."""
-    from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
-    from rl_zoo3.utils import ALGOS
-
-    from agents.rmn import RMN
-
     ALGOS["rmn"] = RMN
     HYPERPARAMS_SAMPLER["rmn"] = sample_rmn_params
     HYPERPARAMS_CONVERTER["rmn"] = convert_rmn_params
@@ -110,8 +111,6 @@ def _has_algorithm_sections(path: Path) -> bool:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``rl_zoo3.train`` with the RMN registered and ``--algo``'s section of the hyperparameter file."""
-    import affect_env  # noqa: F401  (registers LiRISMemory-v0)
-
     parser = argparse.ArgumentParser(prog="python -m agents.zoo", add_help=False)
     parser.add_argument("--algo", default="td3")
     parser.add_argument("--env", default=ENV_ID)
@@ -130,17 +129,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             conf_path.write_text(yaml.safe_dump({known.env: zoo_hyperparams(algo, conf, known.env)}, sort_keys=False))
             conf_arg = str(conf_path)
         zoo_argv = ["--algo", ZOO_NAMES[algo], "--env", known.env, "-conf", conf_arg, *rest]
-        from rl_zoo3.train import train
-
         saved, sys.argv = sys.argv, ["python -m rl_zoo3.train", *zoo_argv]
         try:
-            train()
+            zoo_train()
         finally:
             sys.argv = saved
     return 0
 
 
 if __name__ == "__main__":
-    from agents.cli import run_cli
-
     raise SystemExit(run_cli(main))

@@ -2,7 +2,7 @@
 
     python -m benchmarks.algorithms [--quick] [--timesteps N] [--seeds 0 1] [--algos rmn td3 ...] [--out DIR]
 
-Every (algorithm, seed) run goes through :func:`agents.sb3_algorithms.train_algorithm` with the same
+Every (algorithm, seed) run goes through :func:`agents.runs.train` with the same
 :class:`~agents.config.TrainConfig` data, memory size, encoder, step budget and seed, and each algorithm's own
 defaults for everything else (its section of ``agents/hyperparams/LiRISMemory-v0.yml``; the RMN's
 TrainConfig recipe). With ``--encoder lstm`` the segment encoder is pretrained once per seed and shared by all
@@ -14,7 +14,6 @@ step budget over the training wall time (including the periodic validation).
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -24,10 +23,14 @@ from typing import Optional, Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
-from agents.config import TrainConfig
-from agents.sb3_algorithms import ALGORITHMS, algorithm_config, check_algorithm, train_algorithm
-from benchmarks.common import mean_spread, set_threads, stamp, write_table
+from agents.cli import run_cli
+from agents.config import STOCK_ALGORITHMS, TrainConfig, recipe
+from agents.runs import train
+from agents.sb3_algorithms import algorithm_config, check_algorithm
+from benchmarks.common import benchmark_parser, mean_spread, parse_benchmark_args, report, shared_encoder
 
+#: the RL algorithms compared here (the supervised baselines are benchmarked by :mod:`benchmarks.quality`)
+RL_ALGORITHMS = ("rmn", *STOCK_ALGORITHMS)
 RUN_COLUMNS = ["algo", "seed", "timesteps", "test_mse", "pcc", "gap_closed", "wall_s", "env_steps_per_s"]
 
 
@@ -38,7 +41,7 @@ class AlgorithmBenchmarkSettings:
     :param overrides: TrainConfig fields imposed on every algorithm (e.g. a shorter ``learning_starts``)
     """
 
-    algos: tuple = ALGORITHMS
+    algos: tuple = RL_ALGORITHMS
     seeds: tuple = (0, 1)
     timesteps: int = 60_000
     dataset: str = "synthetic"
@@ -63,24 +66,32 @@ def quick_settings() -> AlgorithmBenchmarkSettings:
         overrides={"learning_starts": 500})
 
 
+def check_rl_algorithm(algo: str) -> str:
+    """``algo``'s name (:func:`~agents.sb3_algorithms.check_algorithm`) if it is one of :data:`RL_ALGORITHMS`.
+
+    :raises ValueError: for a supervised baseline or an unknown name
+    """
+    name = check_algorithm(algo)
+    if name not in RL_ALGORITHMS:
+        raise ValueError(f"--algos {algo}: a supervised baseline, benchmarked by benchmarks.quality; choose from "
+                         f"{' '.join(RL_ALGORITHMS)}")
+    return name
+
+
 def _base_config(s: AlgorithmBenchmarkSettings, seed: int, out: Path, encoder: str) -> TrainConfig:
-    return TrainConfig(dataset=s.dataset, dataset_options=dict(s.dataset_options), n_slots=s.n_slots,
-                       memory_dim=s.memory_dim, encoder=encoder, timesteps=s.timesteps, seed=seed,
-                       eval_every=s.eval_every, checkpoint_every=0, device=s.device, out=str(out)
-                       ).update(dict(s.overrides), "benchmark overrides")
+    return recipe("default").update({
+        "dataset": s.dataset, "dataset_options": dict(s.dataset_options), "n_slots": s.n_slots,
+        "memory_dim": s.memory_dim, "encoder": encoder, "timesteps": s.timesteps, "seed": seed,
+        "eval_every": s.eval_every, "checkpoint_every": 0, "device": s.device, "out": str(out)},
+        "benchmark settings").update(dict(s.overrides), "benchmark overrides")
 
 
 def _shared_encoder(s: AlgorithmBenchmarkSettings, seed: int, out: Path, progress: bool) -> str:
     """``"pooling"``/a given path as is; ``"lstm"``: pretrain once for this seed and return the saved path."""
     if s.encoder != "lstm":
         return s.encoder
-    from agents.training import build_encoder, load_splits
-
     folder = out / "encoders" / f"seed{seed}"
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg = _base_config(s, seed, folder, "lstm")
-    build_encoder(cfg, load_splits(cfg), folder, progress)
-    return str(folder / "encoder.pt")
+    return shared_encoder(_base_config(s, seed, folder, "lstm"), folder, progress)
 
 
 def run_benchmark(s: AlgorithmBenchmarkSettings, out: Path, progress: bool = True) -> pd.DataFrame:
@@ -88,7 +99,7 @@ def run_benchmark(s: AlgorithmBenchmarkSettings, out: Path, progress: bool = Tru
 
     :param out: benchmark folder; each run goes to ``out/algorithm_runs/<algo>/seed<k>`` (replaced if present)
     """
-    algos = [check_algorithm(a) for a in s.algos]
+    algos = [check_rl_algorithm(a) for a in s.algos]
     out = Path(out)
     encoders = {seed: _shared_encoder(s, seed, out, progress) for seed in s.seeds}
     pairs = [(a, seed) for a in algos for seed in s.seeds]
@@ -103,13 +114,16 @@ def run_benchmark(s: AlgorithmBenchmarkSettings, out: Path, progress: bool = Tru
         keep = {"timesteps", "seed", "out", "encoder", "device", "eval_every", "checkpoint_every", *s.overrides}
         cfg = algorithm_config(algo, base, keep)
         t0 = time.time()
-        summary = train_algorithm(cfg, progress=False)
+        summary = train(cfg, progress=False)
         wall = time.time() - t0
         targets = [k[len("test_"):-len("_pcc")] for k in summary if k.startswith("test_") and k.endswith("_pcc")]
-        row = {"algo": algo, "seed": seed, "timesteps": summary["timesteps"], "test_mse": summary["test_mse"],
+        # env steps taken: the RMN's summary "timesteps" are those of the model it selected on validation (possibly
+        # an earlier one), its "trained_timesteps" the steps it took; on-policy algorithms finish their last rollout
+        steps = max(summary["timesteps"], summary.get("trained_timesteps", 0))
+        row = {"algo": algo, "seed": seed, "timesteps": steps, "test_mse": summary["test_mse"],
                "pcc": sum(summary[f"test_{t}_pcc"] for t in targets) / max(len(targets), 1),
                "gap_closed": summary.get("test_gap_closed", float("nan")), "wall_s": round(wall, 1),
-               "env_steps_per_s": round(summary["timesteps"] / max(summary["train_wall_s"], 1e-9), 1)}
+               "env_steps_per_s": round(steps / max(summary["train_wall_s"], 1e-9), 1)}
         row.update({f"{t}_pcc": summary[f"test_{t}_pcc"] for t in targets})
         rows.append(row)
         bar.set_postfix(algo=algo, seed=seed, test_mse=f"{row['test_mse']:.4f}")
@@ -131,20 +145,17 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.algorithms", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a few minutes on 2 cores (small task, 2,048 steps)")
+    parser = benchmark_parser("algorithms", __doc__, "a few minutes on 2 cores (small task, 2,048 steps)",
+                              out_help="where to write tables and runs")
     parser.add_argument("--timesteps", type=int, default=None, help="env steps per run (default 60,000; quick 2,048)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1; quick 0)")
     parser.add_argument("--algos", nargs="+", default=None, metavar="ALGO",
-                        help=f"algorithms (default all: {' '.join(ALGORITHMS)})")
+                        help=f"algorithms (default all: {' '.join(RL_ALGORITHMS)})")
     parser.add_argument("--encoder", default=None, help="lstm (default; pretrained once per seed), pooling or a path")
-    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"), help="where to write tables and runs")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    set_threads(1)
+    args = parse_benchmark_args(parser, argv)
     s = quick_settings() if args.quick else AlgorithmBenchmarkSettings()
     if args.algos:
-        s = replace(s, algos=tuple(check_algorithm(a) for a in args.algos))
+        s = replace(s, algos=tuple(check_rl_algorithm(a) for a in args.algos))
     if args.seeds:
         s = replace(s, seeds=tuple(args.seeds))
     if args.timesteps is not None:
@@ -154,15 +165,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.encoder:
         s = replace(s, encoder=args.encoder)
     runs = run_benchmark(s, args.out, progress=not args.no_progress)
-    runs.to_csv(Path(args.out) / "algorithms_runs.csv", index=False)
-    header = (f"RL algorithms on LiRISMemory-v0 ({'quick' if args.quick else 'full'} budget: {s.timesteps} env steps, "
-              f"seeds {list(s.seeds)}, N={s.n_slots}, d={s.memory_dim}, {s.encoder} encoder, dataset {s.dataset} "
-              f"{s.dataset_options or ''}). Measured {stamp()}.")
-    print(write_table(summarize(runs), args.out, "algorithms", header))
-    return 0
+    return report(summarize(runs), args, "algorithms", "RL algorithms on LiRISMemory-v0",
+                  f"{s.timesteps} env steps, seeds {list(s.seeds)}, N={s.n_slots}, d={s.memory_dim}, {s.encoder} "
+                  f"encoder, dataset {s.dataset} {s.dataset_options or ''}", runs=runs)
 
 
 if __name__ == "__main__":
-    from agents.cli import run_cli
-
     raise SystemExit(run_cli(main))

@@ -1,22 +1,27 @@
-"""Helpers shared by the benchmark scripts: machine description, markdown tables, CSV output, RSS."""
+"""Helpers shared by the benchmark scripts: their command line and report, machine description, markdown
+tables, CSV output, RSS, the shared segment encoder."""
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import os
 import platform
 import resource
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
+
+from agents.config import TrainConfig
+from agents.inputs import build_encoder, load_splits
 
 
 def machine_description() -> str:
     """``"<N> CPU cores, no GPU (torch <v>, <k> threads)"`` or the CUDA device's name."""
-    import torch
-
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (f"{cores} CPU cores, {gpu} ({platform.processor() or platform.machine()}, torch {torch.__version__}, "
@@ -31,9 +36,67 @@ def stamp() -> str:
 
 def set_threads(n: int = 1) -> None:
     """Limit torch's intra-op threads (benchmarks share the machine; 1 thread gives stable timings)."""
-    import torch
-
     torch.set_num_threads(n)
+
+
+@dataclass
+class NetworkSizes:
+    """The memory and network sizes a benchmark gives the RMN and the memory baselines (defaults: 10 slots of 32,
+    slot MLPs of 64 x 64, a read-out hidden layer of 64). Each benchmark's settings extend it."""
+
+    n_slots: int = 10
+    memory_dim: int = 32
+    net_arch: tuple = (64, 64)
+    predictor_hidden: tuple = (64,)
+
+    def memory_fields(self, read_out: bool = True) -> dict:
+        """These sizes as :class:`~agents.config.TrainConfig` fields (``read_out=False``: without
+        ``predictor_hidden``, for the paper recipe's single-FC read-out)."""
+        out = {"n_slots": self.n_slots, "memory_dim": self.memory_dim, "net_arch": tuple(self.net_arch)}
+        return {**out, "predictor_hidden": tuple(self.predictor_hidden)} if read_out else out
+
+
+def benchmark_parser(name: str, doc: str, quick: str,
+                     out_help: str = "where to write the CSV/markdown") -> argparse.ArgumentParser:
+    """The command line every benchmark shares: ``python -m benchmarks.<name> [--quick] [--out DIR]
+    [--no-progress]``, described by the first line of its module docstring ``doc``; ``quick`` says what
+    ``--quick`` does. Each benchmark adds its own options."""
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}", description=doc.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"), help=out_help)
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def parse_benchmark_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """The parsed arguments; from here on torch runs on one thread (:func:`set_threads`)."""
+    args = parser.parse_args(argv)
+    set_threads(1)
+    return args
+
+
+def report(table: pd.DataFrame, args: argparse.Namespace, name: str, title: str, details: str,
+           runs: Optional[pd.DataFrame] = None) -> int:
+    """Write and print a benchmark's table under the header ``<title> (<quick|full>: <details>). Measured
+    <stamp>.`` (``<out>/<name>.csv``, ``<out>/<name>.md``), and its per-run rows as ``<out>/<name>_runs.csv``
+    where given; return the exit status 0."""
+    out = Path(args.out)
+    if runs is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        runs.to_csv(out / f"{name}_runs.csv", index=False)
+    header = f"{title} ({'quick' if args.quick else 'full'}: {details}). Measured {stamp()}."
+    print(write_table(table, out, name, header))
+    return 0
+
+
+def shared_encoder(cfg: TrainConfig, folder: Path, progress: bool = False) -> str:
+    """Build ``cfg``'s segment encoder once into ``folder`` (reused where it is there already) and return the
+    path of its ``encoder.pt``, for every run of the same data and seed to load (identical embeddings)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "encoder.pt").exists():
+        build_encoder(cfg, load_splits(cfg), folder, progress)
+    return str(folder / "encoder.pt")
 
 
 def mean_spread(values: Iterable[float], digits: int = 3) -> str:
@@ -119,8 +182,6 @@ class SavedTensorMeter:
         return t
 
     def __enter__(self) -> "SavedTensorMeter":
-        import torch
-
         self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
         self._ctx.__enter__()
         return self

@@ -30,32 +30,42 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 import pandas as pd
+import torch
+from stable_baselines3.common.utils import set_random_seed
 from tqdm.auto import tqdm
 
-from benchmarks.common import SavedTensorMeter, current_rss_mib, peak_rss_mib, set_threads, stamp, write_table
+# Every measurement process (``--worker``) imports all of these, whichever method it measures, so the modules
+# loaded are the same in every row and ``peak_rss_mib`` differs only by what the method itself allocates.
+from affect_env.data import FeatureStats, load_dataset
+from affect_env.encoder import PoolingEncoder
+from agents.baselines.training import make_baseline, tbptt_losses
+from agents.cli import run_cli
+from agents.config import TrainConfig, recipe
+from agents.inputs import make_env
+from agents.rmn.factory import make_rmn
+from benchmarks.common import (NetworkSizes, SavedTensorMeter, benchmark_parser, current_rss_mib,
+                               parse_benchmark_args, peak_rss_mib, report)
 
 METHODS = ("rmn", "lstm_bptt", "memory_bptt")
 REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
-class ScalingSettings:
-    """Sizes shared by every measurement (the RMN's defaults: 10 slots of 32, slot MLPs of 64 x 64).
+class ScalingSettings(NetworkSizes):
+    """Sizes shared by every measurement (:class:`~benchmarks.common.NetworkSizes`: 10 slots of 32, slot MLPs of
+    64 x 64).
 
     :param buffer_size: the RMN's replay size in steps (a fixed hyperparameter; ``None`` = the longest
         length, so the replay holds the movie whole at every length, as the adjoint loss needs)
     :param rmn_updates: timed RMN updates (in 5 blocks; the median block's time per update is reported)
     """
 
-    n_slots: int = 10
-    memory_dim: int = 32
-    net_arch: tuple = (64, 64)
-    predictor_hidden: tuple = (64,)
     lstm_hidden: int = 64
     batch_size: int = 128
     buffer_size: Optional[int] = None
@@ -65,33 +75,83 @@ class ScalingSettings:
 
 
 def _movie(length: int, seed: int):
-    from affect_env.data import load_dataset
-
     if length < 40:
         raise ValueError(f"length {length}: use at least 40 segments")
     return load_dataset("synthetic", "train", n_movies=(1, 1, 1), length=int(length),
                         dependency_distance=int(length) // 2, intro_span=10, seed=seed)
 
 
-def _config(s: ScalingSettings, length: int):
-    from agents.config import TrainConfig
-
+def _config(s: ScalingSettings, length: int) -> TrainConfig:
+    """The project's recipe at the settings' sizes; ``learning_starts`` past the movie (no update while it streams)."""
     buffer = int(s.buffer_size or length)
-    return TrainConfig(n_slots=s.n_slots, memory_dim=s.memory_dim, net_arch=tuple(s.net_arch),
-                       predictor_hidden=tuple(s.predictor_hidden), batch_size=s.batch_size, buffer_size=buffer,
-                       timesteps=max(int(length), buffer), learning_starts=int(length) + 1, encoder="pooling",
-                       device="cpu", seed=s.seed, eval_every=0, checkpoint_every=0, **s.extra)
+    return recipe("default").update({
+        **s.memory_fields(), "batch_size": s.batch_size, "buffer_size": buffer,
+        "timesteps": max(int(length), buffer), "learning_starts": int(length) + 1, "encoder": "pooling",
+        "device": "cpu", "seed": s.seed, "eval_every": 0, "checkpoint_every": 0, **s.extra}, "memory scaling settings")
+
+
+def _measure_rmn(cfg: TrainConfig, data, encoder, length: int, updates: int) -> dict:
+    """RMN: stream the movie into the replay buffer, then time one refresh and ``updates`` updates (5 blocks)."""
+    batch, refresh = cfg.algorithm.batch_size, cfg.rmn.refresh
+    model = make_rmn(cfg, make_env(cfg, data, encoder), encoder)
+    row = {}
+    t0 = time.perf_counter()
+    model.learn(int(length), progress_bar=False)  # streams the movie into the replay buffer, no update yet
+    stream_s = time.perf_counter() - t0
+    model.train(1, batch)  # warm-up (optimizer state, allocator)
+    row["rss_before_mib"] = current_rss_mib()
+    t0 = time.perf_counter()
+    model.refresh(movies=refresh.refresh_movies)  # the periodic refresh, timed on its own
+    row["refresh_s"] = time.perf_counter() - t0
+    blocks = []
+    per_block = max(1, updates // 5)
+    for _ in range(max(1, updates // per_block)):
+        t0 = time.perf_counter()
+        model.train(per_block, batch)
+        blocks.append((time.perf_counter() - t0) / per_block)
+    row["update_s"] = float(np.median(blocks))  # robust to other processes sharing the cores
+    per_update_refresh = row["refresh_s"] / refresh.refresh_every if refresh.refresh_every else 0.0  # 0: never
+    row["movie_epoch_s"] = stream_s + length * (row["update_s"] + per_update_refresh)
+    row["peak_rss_mib"] = peak_rss_mib()
+    # saved-tensor hooks see one thread: run the whole (same) update in this one
+    model.recipe = replace(model.recipe, update_thread=False)
+    model._last_refresh = model._n_updates  # a plain update: the refresh was measured above
+    with SavedTensorMeter() as meter:
+        model.train(1, batch)
+    row["saved_mib"] = meter.mib
+    row["buffer_steps"] = int(model.replay_buffer.buffer_size)
+    return row
+
+
+def _measure_bptt(cfg: TrainConfig, data, encoder, length: int) -> dict:
+    """A BPTT baseline (``cfg.algorithm.algo``): one full-BPTT update through the whole movie, timed once."""
+    model = make_baseline(cfg, encoder.embed_dim, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.baseline.baseline_lr)
+    e = torch.as_tensor(encoder.embed_movie(data.movies[0].features))[None]
+    y = torch.as_tensor(data.movies[0].targets.astype(np.float32))[None]
+    mask = torch.ones(1, length)
+
+    def update(n: int) -> None:
+        loss = next(tbptt_losses(model, e[:, :n], y[:, :n], mask[:, :n], window=0))  # full BPTT
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    update(min(length, 32))  # warm-up
+    row = {"rss_before_mib": current_rss_mib()}
+    t0 = time.perf_counter()
+    update(length)
+    row["update_s"] = row["movie_epoch_s"] = time.perf_counter() - t0
+    row["peak_rss_mib"] = peak_rss_mib()
+    with SavedTensorMeter() as meter:
+        loss = next(tbptt_losses(model, e, y, mask, window=0))
+    del loss
+    row.update(saved_mib=meter.mib, buffer_steps=0, refresh_s=float("nan"))
+    return row
 
 
 def measure(method: str, length: int, settings: Optional[ScalingSettings] = None) -> dict:
-    """One measurement in this process: ``update_s``, ``movie_epoch_s``, ``saved_mib``, ``peak_rss_mib``."""
-    import numpy as np
-    import torch
-    from stable_baselines3.common.utils import set_random_seed
-
-    from affect_env.data import FeatureStats
-    from affect_env.encoder import PoolingEncoder
-
+    """One measurement in this process: ``update_s``, ``movie_epoch_s``, ``saved_mib``, ``peak_rss_mib``..."""
     s = settings or ScalingSettings()
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
@@ -99,66 +159,13 @@ def measure(method: str, length: int, settings: Optional[ScalingSettings] = None
     data = _movie(length, s.seed)
     encoder = PoolingEncoder(FeatureStats.fit(data))
     cfg = _config(s, length)
-    row = {"method": method, "length": int(length)}
-
     if method == "rmn":
-        from agents.training import make_env, make_rmn
-
-        env = make_env(cfg, data, encoder)
-        model = make_rmn(cfg, env, encoder, None)
-        t0 = time.perf_counter()
-        model.learn(int(length), progress_bar=False)  # streams the movie into the replay buffer, no update yet
-        stream_s = time.perf_counter() - t0
-        model.train(1, cfg.batch_size)  # warm-up (optimizer state, allocator)
-        row["rss_before_mib"] = current_rss_mib()
-        t0 = time.perf_counter()
-        model.refresh(movies=cfg.refresh_movies)  # the periodic refresh, timed on its own
-        row["refresh_s"] = time.perf_counter() - t0
-        blocks = []
-        per_block = max(1, s.rmn_updates // 5)
-        for _ in range(max(1, s.rmn_updates // per_block)):
-            t0 = time.perf_counter()
-            model.train(per_block, cfg.batch_size)
-            blocks.append((time.perf_counter() - t0) / per_block)
-        row["update_s"] = float(np.median(blocks))  # robust to other processes sharing the cores
-        per_update_refresh = row["refresh_s"] / cfg.refresh_every if cfg.refresh_every else 0.0  # 0: never refreshed
-        row["movie_epoch_s"] = stream_s + length * (row["update_s"] + per_update_refresh)
-        row["peak_rss_mib"] = peak_rss_mib()
-        model.update_thread = False  # saved-tensor hooks see one thread: run the whole (same) update in this one
-        model._last_refresh = model._n_updates  # a plain update: the refresh was measured above
-        with SavedTensorMeter() as meter:
-            model.train(1, cfg.batch_size)
-        row["saved_mib"] = meter.mib
-        row["buffer_steps"] = int(model.replay_buffer.buffer_size)
+        row = _measure_rmn(cfg, data, encoder, length, s.rmn_updates)
     else:
-        from agents.baselines.training import make_baseline, tbptt_losses
-
-        name = "lstm" if method == "lstm_bptt" else "memory_tbptt"
-        model = make_baseline(cfg, name, encoder.embed_dim, 2, hidden=s.lstm_hidden)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        e = torch.as_tensor(encoder.embed_movie(data.movies[0].features))[None]
-        y = torch.as_tensor(data.movies[0].targets.astype(np.float32))[None]
-        mask = torch.ones(1, length)
-
-        def update(n: int) -> None:
-            loss = next(tbptt_losses(model, e[:, :n], y[:, :n], mask[:, :n], window=0))  # full BPTT
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-        update(min(length, 32))  # warm-up
-        row["rss_before_mib"] = current_rss_mib()
-        t0 = time.perf_counter()
-        update(length)
-        row["update_s"] = row["movie_epoch_s"] = time.perf_counter() - t0
-        row["peak_rss_mib"] = peak_rss_mib()
-        with SavedTensorMeter() as meter:
-            loss = next(tbptt_losses(model, e, y, mask, window=0))
-        del loss
-        row["saved_mib"] = meter.mib
-        row["buffer_steps"] = 0
-        row["refresh_s"] = float("nan")
-    return row
+        algo = "lstm" if method == "lstm_bptt" else "memory_tbptt"
+        row = _measure_bptt(cfg.update({"algo": algo, "hidden": s.lstm_hidden, "bptt_window": 0}), data, encoder,
+                            length)
+    return {"method": method, "length": int(length), **row}
 
 
 def measure_isolated(method: str, length: int, settings: Optional[ScalingSettings] = None, timeout: int = 3600) -> dict:
@@ -203,15 +210,11 @@ def run_memory_scaling(lengths: Sequence[int], methods: Sequence[str] = METHODS,
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.memory_scaling", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="lengths 250, 1000, 4000 (minutes on 2 cores)")
+    parser = benchmark_parser("memory_scaling", __doc__, "lengths 250, 1000, 4000 (minutes on 2 cores)")
     parser.add_argument("--lengths", type=int, nargs="+", default=None, help="movie lengths (default 1000 4000 16000)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"), help="where to write the CSV/markdown")
-    parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    set_threads(1)
+    args = parse_benchmark_args(parser, argv)
     if args.worker:
         job = json.loads(args.worker)
         settings = ScalingSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in job["settings"].items()})
@@ -220,17 +223,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     lengths = args.lengths or ([250, 1000, 4000] if args.quick else [1000, 4000, 16000])
     if min(lengths) < 40:
         raise ValueError(f"--lengths {lengths}: use at least 40 segments")
-    settings = ScalingSettings()
-    df = run_memory_scaling(lengths, args.methods, settings, isolate=True, progress=not args.no_progress)
-    header = (f"Memory scaling ({'quick' if args.quick else 'full'}: lengths {', '.join(map(str, lengths))}; "
-              f"N={settings.n_slots}, d={settings.memory_dim}, slot MLPs {list(settings.net_arch)}, LSTM "
-              f"{settings.lstm_hidden}, RMN batch {settings.batch_size}, replay {settings.buffer_size or max(lengths)} "
-              f"steps; one fresh process per row, 1 torch thread). Measured {stamp()}.")
-    print(write_table(df, args.out, "memory_scaling", header))
-    return 0
+    s = ScalingSettings()
+    df = run_memory_scaling(lengths, args.methods, s, isolate=True, progress=not args.no_progress)
+    return report(df, args, "memory_scaling", "Memory scaling",
+                  f"lengths {', '.join(map(str, lengths))}; N={s.n_slots}, d={s.memory_dim}, slot MLPs "
+                  f"{list(s.net_arch)}, LSTM {s.lstm_hidden}, RMN batch {s.batch_size}, replay "
+                  f"{s.buffer_size or max(lengths)} steps; one fresh process per row, 1 torch thread")
 
 
 if __name__ == "__main__":
-    from agents.cli import run_cli
-
     raise SystemExit(run_cli(main))

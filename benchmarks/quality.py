@@ -11,14 +11,13 @@ extra_length``; the genre, shown in the opening, matters for the whole movie), a
 tables with their subject-independent split (no oracle: MSE and PCC only). Several seeds; the table shows
 mean ± sample standard deviation over seeds.
 
-Models: ``rmn`` (:func:`agents.training.train`), ``segment``, ``lstm`` (TBPTT, ``window``), ``memory_tbptt``
-(the RMN's networks by truncated BPTT, ``window``), ``memory_bptt`` (the same by full BPTT), ``transformer``
-(attention over the last ``window`` segments). Baselines keep their best validation epoch; the RMN its final
-weights.
+Models, each trained by :func:`agents.runs.train`: ``rmn``, ``segment``, ``lstm`` (TBPTT, ``window``),
+``memory_tbptt`` (the RMN's networks by truncated BPTT, ``window``), ``memory_bptt`` (the same by full BPTT),
+``transformer`` (attention over the last ``window`` segments). Baselines keep their best validation epoch; the
+RMN its final weights.
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,7 +27,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from benchmarks.common import mean_spread, set_threads, stamp, write_table
+from agents.cli import run_cli
+from agents.config import TrainConfig, recipe
+from agents.runs import train
+from benchmarks.common import (NetworkSizes, benchmark_parser, mean_spread, parse_benchmark_args, report,
+                               shared_encoder)
 
 MODELS = ("rmn", "segment", "lstm", "memory_tbptt", "memory_bptt", "transformer")
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +40,7 @@ TABLE_COLUMNS = ["dataset", "model", "seeds", "gap_closed", "mse", "pcc", "train
 
 
 @dataclass
-class QualitySettings:
+class QualitySettings(NetworkSizes):
     """What to train and on what (defaults: the full benchmark).
 
     :param distances: synthetic dependency distances (segments)
@@ -60,10 +63,6 @@ class QualitySettings:
     seeds: tuple = (0, 1, 2)
     models: tuple = MODELS
     encoder: str = "lstm"
-    n_slots: int = 10
-    memory_dim: int = 32
-    net_arch: tuple = (64, 64)
-    predictor_hidden: tuple = (64,)
     rmn_timesteps: int = 60_000
     rmn_learning_starts: int = 2_000
     rmn_batch_size: int = 128
@@ -100,37 +99,30 @@ def _datasets(s: QualitySettings) -> list:
     return out
 
 
-def _base_config(s: QualitySettings, dataset: str, options: dict, seed: int, out: Path):
-    from agents.config import TrainConfig
-
-    return TrainConfig(dataset=dataset, dataset_options=options, n_slots=s.n_slots, memory_dim=s.memory_dim,
-                       net_arch=tuple(s.net_arch), predictor_hidden=tuple(s.predictor_hidden), encoder=s.encoder,
-                       seed=seed, device="cpu", out=str(out), timesteps=s.rmn_timesteps,
-                       learning_starts=s.rmn_learning_starts, batch_size=s.rmn_batch_size, eval_every=0,
-                       checkpoint_every=0).update(dict(s.rmn_options), "rmn_options")
+def _base_config(s: QualitySettings, dataset: str, options: dict, seed: int, out: Path) -> TrainConfig:
+    return recipe("default").update({
+        "dataset": dataset, "dataset_options": options, **s.memory_fields(), "encoder": s.encoder,
+        "seed": seed, "device": "cpu", "out": str(out), "timesteps": s.rmn_timesteps,
+        "learning_starts": s.rmn_learning_starts, "batch_size": s.rmn_batch_size, "eval_every": 0,
+        "checkpoint_every": 0}, "quality settings").update(dict(s.rmn_options), "rmn_options")
 
 
-def _shared_encoder(cfg, where: Path) -> str:
-    """Build the run's encoder once (per dataset and seed) and return its path for every model to reuse."""
-    from agents.training import build_encoder, load_splits
-
-    where.mkdir(parents=True, exist_ok=True)
-    if not (where / "encoder.pt").exists():
-        build_encoder(cfg, load_splits(cfg), where, progress=False)
-    return str(where / "encoder.pt")
-
-
-def train_one(model: str, cfg, s: QualitySettings) -> dict:
-    """Train ``model`` per ``cfg`` into ``cfg.out`` (cleared first) and return its summary."""
-    from agents.baselines.training import train_baseline
-    from agents.training import train
-
-    shutil.rmtree(cfg.out, ignore_errors=True)
+def model_config(model: str, cfg: TrainConfig, s: QualitySettings) -> TrainConfig:
+    """``cfg`` for ``model``: the RMN's as it is; a baseline's with its algo (``memory_bptt``: ``memory_tbptt``
+    with full BPTT) and the settings' epochs, window, sizes and batches."""
     if model == "rmn":
-        return train(cfg, progress=False)
+        return cfg
     name, window = ("memory_tbptt", 0) if model == "memory_bptt" else (model, s.window)
-    return train_baseline(cfg, name, window=window, epochs=s.epochs, hidden=s.hidden, patience=s.patience,
-                          batch_size=s.batch_size, batch_movies=s.batch_movies, progress=False)
+    return cfg.update({"algo": name, "bptt_window": window, "epochs": s.epochs, "hidden": s.hidden,
+                       "patience": s.patience, "segment_batch_size": s.batch_size, "batch_movies": s.batch_movies},
+                      "quality settings")
+
+
+def train_one(model: str, cfg: TrainConfig, s: QualitySettings) -> dict:
+    """Train ``model`` per ``cfg`` into ``cfg.run.out`` (cleared first) and return its summary."""
+    cfg = model_config(model, cfg, s)
+    shutil.rmtree(cfg.run.out, ignore_errors=True)
+    return train(cfg, progress=False)
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
@@ -164,7 +156,7 @@ def run_quality(settings: Optional[QualitySettings] = None, out: Path = Path("ru
         bar.set_postfix_str(f"{label} {model} seed {seed}")
         key = label.replace(" ", "_").replace("=", "")
         cfg = _base_config(s, dataset, options, seed, runs_dir / key / model / f"seed{seed}")
-        cfg = replace(cfg, encoder=_shared_encoder(cfg, runs_dir / key / f"encoder-seed{seed}"))
+        cfg = cfg.update({"encoder": shared_encoder(cfg, runs_dir / key / f"encoder-seed{seed}")})
         summary = train_one(model, cfg, s)
         pccs = {k[len("test_"):]: v for k, v in summary.items() if k.startswith("test_") and k.endswith("_pcc")}
         rows.append({"dataset": label, "distance": distance, "model": model, "seed": seed,
@@ -176,36 +168,27 @@ def run_quality(settings: Optional[QualitySettings] = None, out: Path = Path("ru
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small version (minutes on 2 cores)")
+    parser = benchmark_parser("quality", __doc__, "small version (minutes on 2 cores)")
     parser.add_argument("--models", nargs="+", default=None, choices=MODELS)
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--distances", type=int, nargs="+", default=None)
     parser.add_argument("--no-real", action="store_true", help="skip the real CEAP-360VR dataset")
-    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"), help="where to write the CSV/markdown")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    set_threads(1)
+    args = parse_benchmark_args(parser, argv)
     s = quick_settings() if args.quick else QualitySettings()
     s = replace(s, **{k: tuple(v) for k, v in (("models", args.models), ("seeds", args.seeds),
                                                 ("distances", args.distances)) if v})
     if args.no_real:
         s = replace(s, real_data=None)
     runs, table = run_quality(s, args.out, progress=not args.no_progress)
-    args.out.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(args.out / "quality_runs.csv", index=False)
     n = s.n_movies
-    header = (f"Quality ({'quick' if args.quick else 'full'}: synthetic distances {', '.join(map(str, s.distances))} "
-              f"(length distance+{s.extra_length}, {n[0]}/{n[1]}/{n[2]} train/val/test movies), "
-              f"{'CEAP-360VR subject-independent split, ' if s.real_data else ''}seeds {list(s.seeds)}, "
-              f"{s.encoder} encoder, N={s.n_slots}, d={s.memory_dim}, nets {list(s.net_arch)}; RMN {s.rmn_timesteps} "
-              f"env steps; baselines <= {s.epochs} epochs, window {s.window}, hidden {s.hidden}; "
-              f"mean ± std over seeds; test split). Measured {stamp()}.")
-    print(write_table(table, args.out, "quality", header))
-    return 0
+    return report(table, args, "quality", "Quality",
+                  f"synthetic distances {', '.join(map(str, s.distances))} (length distance+{s.extra_length}, "
+                  f"{n[0]}/{n[1]}/{n[2]} train/val/test movies), "
+                  f"{'CEAP-360VR subject-independent split, ' if s.real_data else ''}seeds {list(s.seeds)}, "
+                  f"{s.encoder} encoder, N={s.n_slots}, d={s.memory_dim}, nets {list(s.net_arch)}; RMN "
+                  f"{s.rmn_timesteps} env steps; baselines <= {s.epochs} epochs, window {s.window}, hidden {s.hidden}; "
+                  f"mean ± std over seeds; test split", runs=runs)
 
 
 if __name__ == "__main__":
-    from agents.cli import run_cli
-
     raise SystemExit(run_cli(main))

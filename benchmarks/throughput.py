@@ -4,9 +4,9 @@
 
 * env: ``LiRISMemoryEnv`` stepped with one fixed action in ``"frozen"`` predictor mode — a raw single-env
   loop, SB3's ``DummyVecEnv`` and gymnasium's ``SyncVectorEnv`` (``n_envs`` copies; steps counted over all);
-* updates: ``RMN.train(gradient_steps, batch_size)`` after filling the replay buffer (the project's recipe
-  and the paper-faithful one) vs ``DDPG("MultiInputPolicy")`` on the same env (its own ``"online"``
-  predictor) with the same hidden sizes, ``DDPG.train`` after filling its buffer;
+* updates: ``RMN.train(gradient_steps, batch_size)`` after filling the replay buffer (the named recipes
+  ``default`` and ``paper`` of :func:`agents.config.recipe`) vs ``DDPG("MultiInputPolicy")`` on the same env
+  (its own ``"online"`` predictor) with the same hidden sizes, ``DDPG.train`` after filling its buffer;
 * inference: :func:`agents.rollout.rollout` of one RMN policy along one 7,200-segment movie (two hours of
   one-second segments), and the baselines' streaming prediction on the same movie.
 
@@ -14,30 +14,44 @@ Networks are freshly initialised: speed does not depend on what they learned. On
 """
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional, Sequence
 
+import gymnasium as gym
 import numpy as np
 import pandas as pd
 import torch
+from stable_baselines3 import DDPG
+from stable_baselines3.common.vec_env import DummyVecEnv
 from tqdm.auto import tqdm
 
-from benchmarks.common import set_threads, stamp, write_table
+from affect_env.data import FeatureStats, load_dataset
+from affect_env.encoder import PoolingEncoder
+from affect_env.env import LiRISMemoryEnv
+from affect_env.memory import MemoryPredictor
+from agents.baselines.training import make_baseline, predict_movies
+from agents.cli import run_cli
+from agents.config import TrainConfig, recipe
+from agents.inputs import make_env
+from agents.rmn.factory import make_rmn
+from agents.rollout import rollout
+from benchmarks.common import NetworkSizes, benchmark_parser, parse_benchmark_args, report
 
 COLUMNS = ["benchmark", "implementation", "work", "seconds", "per_second", "unit", "params"]
 
 
 @dataclass
-class ThroughputSettings:
-    """Sizes and amounts of work (defaults: the RMN's default sizes, the full run)."""
+class ThroughputSettings(NetworkSizes):
+    """Sizes (:class:`~benchmarks.common.NetworkSizes`) and amounts of work (defaults: the full run).
 
-    n_slots: int = 10
-    memory_dim: int = 32
-    net_arch: tuple = (64, 64)
-    predictor_hidden: tuple = (64,)
+    :param movie_length: segments per synthetic movie (env and update measurements), ``n_movies`` of them
+    :param env_steps: env steps per env measurement, over ``n_envs`` copies for the vectorised envs
+    :param fill_steps: steps that fill each replay buffer before ``gradient_steps`` updates are timed
+    :param stream_length: segments of the one movie streamed through each model (inference)
+    :param repeats: each measurement is repeated this many times; the best time is reported
+    """
+
     movie_length: int = 400
     n_movies: int = 4
     env_steps: int = 20_000
@@ -51,9 +65,6 @@ class ThroughputSettings:
 
 
 def _data(s: ThroughputSettings, length: int, n_movies: int):
-    from affect_env.data import FeatureStats, load_dataset
-    from affect_env.encoder import PoolingEncoder
-
     ds = load_dataset("synthetic", "train", n_movies=(n_movies, 1, 1), length=int(length),
                       dependency_distance=int(length) // 2, intro_span=10, seed=s.seed)
     return ds, PoolingEncoder(FeatureStats.fit(ds))
@@ -74,12 +85,6 @@ def _best_time(fn, repeats: int) -> float:
 
 def env_throughput(s: ThroughputSettings) -> list:
     """Env steps/s: raw single-env loop, ``DummyVecEnv`` and ``SyncVectorEnv`` with a fixed action."""
-    import gymnasium as gym
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    from affect_env.env import LiRISMemoryEnv
-    from affect_env.memory import MemoryPredictor
-
     ds, encoder = _data(s, s.movie_length, s.n_movies)
     predictor = MemoryPredictor(encoder.embed_dim, s.n_slots, s.memory_dim, 2, hidden=s.predictor_hidden)
 
@@ -125,34 +130,29 @@ def env_throughput(s: ThroughputSettings) -> list:
     return rows
 
 
-def _rmn_config(s: ThroughputSettings, paper_faithful: bool):
-    from agents.config import TrainConfig
-
-    cfg = TrainConfig(n_slots=s.n_slots, memory_dim=s.memory_dim, net_arch=tuple(s.net_arch),
-                      predictor_hidden=tuple(s.predictor_hidden), batch_size=s.batch_size,
-                      buffer_size=s.fill_steps + 1, timesteps=s.fill_steps, learning_starts=s.fill_steps,
-                      encoder="pooling", device="cpu", seed=s.seed, eval_every=0, checkpoint_every=0)
-    return cfg.apply_paper_faithful() if paper_faithful else cfg
+def rmn_config(s: ThroughputSettings, paper: bool) -> TrainConfig:
+    """The project's recipe (or the paper's) at the settings' sizes, its buffer filled by ``fill_steps`` steps
+    with no update. The paper recipe keeps its single-FC read-out (no ``predictor_hidden``)."""
+    return recipe("paper" if paper else "default").update({
+        **s.memory_fields(read_out=not paper), "batch_size": s.batch_size, "buffer_size": s.fill_steps + 1,
+        "timesteps": s.fill_steps, "learning_starts": s.fill_steps, "encoder": "pooling", "device": "cpu",
+        "seed": s.seed, "eval_every": 0, "checkpoint_every": 0}, "throughput settings")
 
 
 def update_throughput(s: ThroughputSettings) -> list:
     """Training updates/s of the RMN (two recipes) and of stock SB3 DDPG, after filling their buffers."""
-    from stable_baselines3 import DDPG
-
-    from affect_env.env import LiRISMemoryEnv
-    from agents.training import make_env, make_rmn
-
     ds, encoder = _data(s, s.movie_length, s.n_movies)
     rows = []
     for paper in (False, True):
-        cfg = _rmn_config(s, paper)
-        model = make_rmn(cfg, make_env(cfg, ds, encoder), encoder, None)
+        cfg = rmn_config(s, paper)
+        model = make_rmn(cfg, make_env(cfg, ds, encoder), encoder)
         model.learn(s.fill_steps, progress_bar=False)  # learning_starts = fill_steps: no update yet
         model.train(1, s.batch_size)  # warm-up
         sec = _best_time(lambda: model.train(s.gradient_steps, s.batch_size), s.repeats)
-        policy = model.policy
-        name = "RMN.train, paper-faithful (window 1, no long-range loss)" if paper else (
-            f"RMN.train, project recipe (window {cfg.window}, {cfg.jump_mode} loss {cfg.jump_weight:g})")
+        policy, long_range = model.policy, cfg.rmn.long_range
+        name = "RMN.train, paper recipe (window 1, no long-range loss)" if paper else (
+            f"RMN.train, project recipe (window {cfg.rmn.window}, {long_range.jump_mode} loss "
+            f"{long_range.jump_weight:g})")
         rows.append(dict(benchmark="training updates", implementation=name,
                          work=f"{s.gradient_steps} updates, batch {s.batch_size}", seconds=sec,
                          per_second=s.gradient_steps / sec, unit="updates/s",
@@ -175,14 +175,10 @@ def update_throughput(s: ThroughputSettings) -> list:
 
 def inference_throughput(s: ThroughputSettings) -> list:
     """Streaming segments/s along one ``stream_length``-segment movie: RMN rollout and the baselines."""
-    from agents.baselines.training import make_baseline, predict_movies
-    from agents.rollout import rollout
-    from agents.training import make_env, make_rmn
-
     ds, encoder = _data(s, s.stream_length, 1)
     emb = [encoder.embed_movie(ds.movies[0].features)]
-    cfg = _rmn_config(s, False)
-    policy = make_rmn(cfg, make_env(cfg, ds, encoder), encoder, None).policy
+    cfg = rmn_config(s, False)
+    policy = make_rmn(cfg, make_env(cfg, ds, encoder), encoder).policy
     policy.set_training_mode(False)
     n = s.stream_length
     sec = _best_time(lambda: rollout(policy.actor, policy.predictor, emb), s.repeats)
@@ -190,7 +186,7 @@ def inference_throughput(s: ThroughputSettings) -> list:
                  work=f"1 movie x {n} segments", seconds=sec, per_second=n / sec, unit="segments/s",
                  params=_n_params(policy.actor, policy.predictor))]
     for name in ("segment", "lstm", "memory_tbptt", "transformer"):
-        model = make_baseline(cfg, name, encoder.embed_dim, 2, window=64, hidden=64)
+        model = make_baseline(cfg.update({"algo": name, "bptt_window": 64, "hidden": 64}), encoder.embed_dim, 2)
         sec = _best_time(lambda: predict_movies(model, emb), s.repeats)
         label = {"segment": "segment MLP", "lstm": "LSTM", "memory_tbptt": "memory net (BPTT-trained)",
                  "transformer": "transformer, window 64"}[name]
@@ -224,24 +220,16 @@ def quick_settings() -> ThroughputSettings:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="less work per measurement (minutes on 2 cores)")
+    parser = benchmark_parser("throughput", __doc__, "less work per measurement (minutes on 2 cores)")
     parser.add_argument("--parts", nargs="+", default=["env", "updates", "inference"],
                         choices=["env", "updates", "inference"])
-    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"), help="where to write the CSV/markdown")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    set_threads(1)
+    args = parse_benchmark_args(parser, argv)
     s = quick_settings() if args.quick else ThroughputSettings()
     df = run_throughput(s, args.parts, progress=not args.no_progress)
-    header = (f"Throughput ({'quick' if args.quick else 'full'}: N={s.n_slots}, d={s.memory_dim}, hidden "
-              f"{list(s.net_arch)}, movies of {s.movie_length} segments, best of {s.repeats}; 1 torch thread). "
-              f"Measured {stamp()}.")
-    print(write_table(df, args.out, "throughput", header))
-    return 0
+    return report(df, args, "throughput", "Throughput",
+                  f"N={s.n_slots}, d={s.memory_dim}, hidden {list(s.net_arch)}, movies of {s.movie_length} segments, "
+                  f"best of {s.repeats}; 1 torch thread")
 
 
 if __name__ == "__main__":
-    from agents.cli import run_cli
-
     raise SystemExit(run_cli(main))

@@ -10,9 +10,13 @@ from gymnasium import spaces
 
 from affect_env.memory import MemoryPredictor, action_dim
 from agents.baselines import (
-    LSTMBaseline, MemoryTBPTT, WindowTransformer, load_baseline, predict_movies, tbptt_losses, train_baseline,
+    LSTMBaseline, MemoryTBPTT, WindowTransformer, load_baseline, predict_movies, tbptt_losses,
 )
-from agents.config import TrainConfig
+from agents.config import MemoryConfig, TrainConfig
+from agents.inputs import load_splits
+from agents.cli import run_cli
+from agents.runs import train
+from agents.train_baseline import main
 from agents.rmn.networks import SlotActor
 from agents.rmn.policies import RMNPolicy
 from agents.rollout import rollout
@@ -24,16 +28,16 @@ D_E = 12
 
 
 def tiny_config(out, **kw) -> TrainConfig:
-    return TrainConfig(dataset_options=TINY, n_slots=4, memory_dim=8, net_arch=(16, 16), predictor_hidden=(16,),
-                       encoder="pooling", device="cpu", out=str(out), **kw)
+    return TrainConfig().update(dict(dataset_options=TINY, n_slots=4, memory_dim=8, net_arch=(16, 16),
+                                     predictor_hidden=(16,), encoder="pooling", device="cpu", out=str(out), **kw))
 
 
 @pytest.mark.parametrize("model", ["segment", "lstm", "memory_tbptt", "transformer"])
 def test_baseline_trains_end_to_end_and_writes_the_rmn_outputs(tmp_path, model):
     torch.set_num_threads(2)
-    cfg = tiny_config(tmp_path / model)
-    summary = train_baseline(cfg, model, window=16, epochs=2, hidden=16, progress=False)
-    assert torch.get_num_threads() == cfg.threads == 1  # --threads applies, as for the RMN
+    cfg = tiny_config(tmp_path / model, algo=model, bptt_window=16, epochs=2, hidden=16)
+    summary = train(cfg, progress=False)
+    assert torch.get_num_threads() == cfg.run.threads == 1  # --threads applies, as for the RMN
     out = tmp_path / model
     for name in ("config.json", "encoder.pt", "model.pt", "eval_log.csv", "metrics.csv", "summary.json",
                  "figures/predictions.png", "figures/training_curves.png"):
@@ -50,8 +54,6 @@ def test_baseline_trains_end_to_end_and_writes_the_rmn_outputs(tmp_path, model):
 
     # the saved checkpoint reproduces the written predictions from raw features
     loaded, encoder = load_baseline(out)
-    from agents.training import load_splits
-
     test = load_splits(cfg)["test"]
     preds = predict_movies(loaded, encoder.embed_dataset(test))
     for movie, pred in zip(test, preds):
@@ -63,10 +65,10 @@ def test_baseline_trains_end_to_end_and_writes_the_rmn_outputs(tmp_path, model):
 
 
 def test_a_second_run_into_the_same_directory_is_refused(tmp_path):
-    cfg = tiny_config(tmp_path / "run")
-    train_baseline(cfg, "segment", epochs=1, hidden=8, progress=False)
-    with pytest.raises(ValueError, match="already holds a baseline run"):
-        train_baseline(cfg, "segment", epochs=1, hidden=8, progress=False)
+    cfg = tiny_config(tmp_path / "run", algo="segment", epochs=1, hidden=8)
+    train(cfg, progress=False)
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(cfg, progress=False)
 
 
 @pytest.mark.parametrize("write_top_k", [0, 2])
@@ -81,8 +83,9 @@ def test_memory_tbptt_uses_the_rmn_policy_modules_and_inference(write_top_k):
     obs = spaces.Dict({"segment": spaces.Box(-np.inf, np.inf, (D_E,), np.float32),
                        "memory": spaces.Box(-np.inf, np.inf, (4, 8), np.float32)})
     act = spaces.Box(-1, 1, (action_dim(4, 8),), np.float32)
-    policy = RMNPolicy(obs, act, lambda _: 1e-3, n_targets=2, net_arch=[16, 16], predictor_hidden=[16],
-                       write_top_k=write_top_k)
+    memory = MemoryConfig(n_slots=4, memory_dim=8, net_arch=(16, 16), predictor_hidden=(16,), erase_bias=-2.0,
+                          coupled_gates=False, write_top_k=write_top_k)
+    policy = RMNPolicy(obs, act, lambda _: 1e-3, memory=memory, n_targets=2)
     # same parameter layout: the BPTT-trained weights load strictly into an RMN policy, and back
     policy.actor.load_state_dict(model.actor.state_dict())
     policy.predictor.load_state_dict(model.predictor.state_dict())
@@ -181,29 +184,25 @@ def test_recurrent_streaming_prediction_does_not_depend_on_chunking():
 
 
 def test_cli_reports_bad_options_in_one_line(tmp_path, capsys):
-    from agents.cli import run_cli
-    from agents.train_baseline import main
-
-    rc = run_cli(main, ["--model", "transformer", "--window", "0", "--encoder", "pooling", "--out",
+    rc = run_cli(main, ["--algo", "transformer", "--bptt-window", "0", "--encoder", "pooling", "--out",
                         str(tmp_path / "t")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and err[0].startswith("error: --window 0")
-    rc = run_cli(main, ["--model", "lstm", "--epochs", "0", "--out", str(tmp_path / "t")])
-    assert rc == 2 and "--epochs 0" in capsys.readouterr().err
-    rc = run_cli(main, ["--model", "lstm", "--select-on", "mean", "--out", str(tmp_path / "t")])
+    assert rc == 2 and len(err) == 1 and "bptt_window must be >= 1 for the transformer" in err[0]
+    rc = run_cli(main, ["--algo", "lstm", "--epochs", "0", "--out", str(tmp_path / "t")])
+    assert rc == 2 and "epochs must be a whole number >= 1, got 0" in capsys.readouterr().err
+    rc = run_cli(main, ["--algo", "lstm", "--select-on", "mean", "--long-val-options", "length=100", "--out",
+                        str(tmp_path / "t")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and err[0].startswith("error: --model lstm: long_val_options")
+    assert rc == 2 and len(err) == 1 and "algo lstm: long_val_options and select_on are for the RMN" in err[0]
+    assert not (tmp_path / "t").exists()  # checked before anything was written
 
 
 def test_cli_trains_into_out(tmp_path, capsys):
-    from agents.cli import run_cli
-    from agents.train_baseline import main
-
     config = tmp_path / "c.json"
     config.write_text(json.dumps({"dataset_options": TINY, "n_slots": 4, "memory_dim": 8, "net_arch": [16, 16]}))
-    rc = run_cli(main, ["--model", "segment", "--epochs", "1", "--hidden", "8", "--encoder", "pooling", "--config",
+    rc = run_cli(main, ["--algo", "segment", "--epochs", "1", "--hidden", "8", "--encoder", "pooling", "--config",
                         str(config), "--out", str(tmp_path / "run"), "--no-progress", "--seed", "3"])
     assert rc == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["run"] == str(tmp_path / "run") and printed["model"] == "segment"
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == 3
+    assert TrainConfig.load(tmp_path / "run" / "config.json").run.seed == 3

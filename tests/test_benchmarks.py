@@ -6,7 +6,13 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks.common import markdown_table, mean_spread, write_table
+from agents.cli import run_cli
+from benchmarks import algorithms, memory_scaling
+from benchmarks.common import NetworkSizes, markdown_table, mean_spread, write_table
+from benchmarks.memory_scaling import METHODS as SCALING_METHODS
+from benchmarks.memory_scaling import ScalingSettings, measure_isolated, run_memory_scaling
+from benchmarks.quality import MODELS, TABLE_COLUMNS, QualitySettings, run_quality
+from benchmarks.throughput import COLUMNS, ThroughputSettings, rmn_config, run_throughput
 from conftest import CEAP_SUBSET
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -22,9 +28,20 @@ def test_markdown_table_and_mean_spread(tmp_path):
     assert md.startswith("Header line") and pd.read_csv(tmp_path / "t.csv").shape == (2, 2)
 
 
-def _micro_quality(**kw):
-    from benchmarks.quality import QualitySettings
+def test_settings_share_the_network_sizes():
+    sizes = NetworkSizes(n_slots=3, memory_dim=4, net_arch=(8, 8), predictor_hidden=(8,))
+    assert sizes.memory_fields() == {"n_slots": 3, "memory_dim": 4, "net_arch": (8, 8), "predictor_hidden": (8,)}
+    assert "predictor_hidden" not in sizes.memory_fields(read_out=False)
+    for cls in (QualitySettings, ThroughputSettings, ScalingSettings):
+        assert issubclass(cls, NetworkSizes)
+    # the paper recipe keeps its own single-FC read-out; the project recipe takes the settings' read-out sizes
+    s = ThroughputSettings(n_slots=3, memory_dim=4, net_arch=(8, 8), predictor_hidden=(8,))
+    paper, default = rmn_config(s, paper=True), rmn_config(s, paper=False)
+    assert paper.recipe == "paper" and paper.memory.predictor_hidden == () and paper.memory.n_slots == 3
+    assert default.recipe == "default" and default.memory.predictor_hidden == (8,)
 
+
+def _micro_quality(**kw):
     base = dict(distances=(30,), extra_length=40, n_movies=(2, 1, 1), synthetic_options={"intro_span": 10},
                 real_data=None, seeds=(0,), encoder="pooling", n_slots=3, memory_dim=4, net_arch=(8, 8),
                 predictor_hidden=(8,), rmn_timesteps=120, rmn_learning_starts=60, rmn_batch_size=8,
@@ -34,27 +51,28 @@ def _micro_quality(**kw):
 
 
 def test_quality_runs_every_model_with_one_shared_encoder(tmp_path):
-    from benchmarks.quality import MODELS, TABLE_COLUMNS, run_quality
-
     torch.set_num_threads(1)
     runs, table = run_quality(_micro_quality(), tmp_path, progress=False)
     assert list(table.columns) == TABLE_COLUMNS
     assert list(table["model"]) == list(MODELS) and set(table["dataset"]) == {"synthetic d=30"}
     assert np.isfinite(runs[["gap_closed", "mse", "pcc", "valence_pcc", "arousal_pcc"]].to_numpy()).all()
+    algos, runs_dir = {"memory_bptt": "memory_tbptt"}, tmp_path / "quality_runs" / "synthetic_d30"
     for model in MODELS:  # the table shows each run's own summary
-        summary = json.loads((tmp_path / "quality_runs" / "synthetic_d30" / model / "seed0" / "summary.json").read_text())
+        summary = json.loads((runs_dir / model / "seed0" / "summary.json").read_text())
         assert runs.set_index("model").loc[model, "mse"] == pytest.approx(summary["test_mse"])
+        assert summary["algo"] == algos.get(model, model)
     # every model of one dataset and seed read the same shared encoder
-    enc = tmp_path / "quality_runs" / "synthetic_d30" / "encoder-seed0" / "encoder.pt"
+    enc = runs_dir / "encoder-seed0" / "encoder.pt"
     assert enc.exists()
     for model in MODELS:
-        cfg = json.loads((tmp_path / "quality_runs" / "synthetic_d30" / model / "seed0" / "config.json").read_text())
-        assert cfg["encoder"] == str(enc)
+        cfg = json.loads((runs_dir / model / "seed0" / "config.json").read_text())
+        assert cfg["encoding"]["encoder"] == str(enc)
+        # memory_bptt is memory_tbptt by full BPTT; the other recurrent baselines use the settings' window
+        if model in ("memory_bptt", "lstm", "memory_tbptt", "transformer"):
+            assert cfg["baseline"]["bptt_window"] == (0 if model == "memory_bptt" else 8)
 
 
 def test_quality_on_real_tables_reports_mse_and_pcc_without_gap_closed(tmp_path):
-    from benchmarks.quality import run_quality
-
     torch.set_num_threads(1)
     s = _micro_quality(distances=(), real_data=str(CEAP_SUBSET), models=("rmn", "segment"), seeds=(0, 1))
     runs, table = run_quality(s, tmp_path, progress=False)
@@ -64,15 +82,13 @@ def test_quality_on_real_tables_reports_mse_and_pcc_without_gap_closed(tmp_path)
 
 
 def test_memory_scaling_table_and_what_grows(tmp_path):
-    from benchmarks.memory_scaling import METHODS, ScalingSettings, measure_isolated, run_memory_scaling
-
     torch.set_num_threads(1)
     s = ScalingSettings(n_slots=3, memory_dim=4, net_arch=(8, 8), predictor_hidden=(8,), lstm_hidden=8,
                         batch_size=8, rmn_updates=2)
     df = run_memory_scaling([40, 120], settings=s, isolate=False, progress=False)
     assert list(df.columns) == ["method", "length", "update_s", "update_x", "refresh_s", "movie_epoch_s", "saved_mib",
                                 "saved_x", "peak_rss_mib", "peak_rss_x", "rss_before_mib", "buffer_steps"]
-    assert list(df["method"]) == [m for m in METHODS for _ in range(2)]
+    assert list(df["method"]) == [m for m in SCALING_METHODS for _ in range(2)]
     by = {(r.method, r.length): r for r in df.itertuples()}
     # an RMN update saves the same tensors whatever the movie's length; full BPTT saves every step
     assert by["rmn", 120].saved_mib == pytest.approx(by["rmn", 40].saved_mib, rel=1e-6)
@@ -86,16 +102,45 @@ def test_memory_scaling_table_and_what_grows(tmp_path):
 
 
 def test_memory_scaling_cli_rejects_too_short_movies(capsys):
-    from agents.cli import run_cli
-    from benchmarks.memory_scaling import main
-
-    assert run_cli(main, ["--lengths", "10", "100"]) == 2
+    assert run_cli(memory_scaling.main, ["--lengths", "10", "100"]) == 2
     assert "--lengths" in capsys.readouterr().err
 
 
-def test_throughput_table_covers_env_updates_and_inference():
-    from benchmarks.throughput import COLUMNS, ThroughputSettings, run_throughput
+def test_algorithms_compares_the_rl_algorithms_only(capsys):
+    assert algorithms.RL_ALGORITHMS[0] == "rmn" and "ddpg" in algorithms.RL_ALGORITHMS
+    assert "lstm" not in algorithms.RL_ALGORITHMS and algorithms.quick_settings().algos == algorithms.RL_ALGORITHMS
+    assert algorithms.check_rl_algorithm("PPO_LSTM") == "recurrentppo"
+    assert run_cli(algorithms.main, ["--quick", "--algos", "lstm"]) == 2  # a supervised baseline: benchmarks.quality
+    assert "benchmarks.quality" in capsys.readouterr().err
 
+
+def test_algorithms_table_counts_the_env_steps_taken(tmp_path):
+    torch.set_num_threads(1)
+    s = algorithms.AlgorithmBenchmarkSettings(
+        algos=("rmn", "ddpg"), seeds=(0,), timesteps=120, n_slots=3, memory_dim=4, encoder="pooling", eval_every=60,
+        dataset_options={"n_movies": [2, 1, 1], "length": 60, "dependency_distance": 30, "intro_span": 10},
+        overrides={"learning_starts": 60, "batch_size": 8, "pretrain_writer_epochs": 1})
+    runs = algorithms.run_benchmark(s, tmp_path, progress=False)
+    assert list(runs.columns[:len(algorithms.RUN_COLUMNS)]) == algorithms.RUN_COLUMNS
+    # the RMN may keep an earlier model (selected on validation): the table still counts the steps it took
+    assert list(runs["algo"]) == ["rmn", "ddpg"] and (runs["timesteps"] == 120).all()
+    assert np.isfinite(runs[["test_mse", "pcc", "gap_closed"]].to_numpy()).all()
+    table = algorithms.summarize(runs)
+    assert list(table["algo"]) == ["rmn", "ddpg"] and list(table["env steps"]) == [120, 120]
+
+
+def test_algorithms_counts_the_steps_taken_not_those_of_the_selected_model(tmp_path, monkeypatch):
+    def fake_train(cfg, progress=True):  # an RMN that kept its model of step 60 of 120 on validation
+        return {"algo": cfg.algo, "timesteps": 60, "trained_timesteps": 120, "train_wall_s": 2.0, "test_mse": 0.1,
+                "test_valence_pcc": 0.5, "test_arousal_pcc": 0.3}
+
+    monkeypatch.setattr(algorithms, "train", fake_train)
+    s = algorithms.AlgorithmBenchmarkSettings(algos=("rmn",), seeds=(0,), timesteps=120, encoder="pooling")
+    row = algorithms.run_benchmark(s, tmp_path, progress=False).iloc[0]
+    assert row["timesteps"] == 120 and row["env_steps_per_s"] == 60.0 and row["pcc"] == pytest.approx(0.4)
+
+
+def test_throughput_table_covers_env_updates_and_inference():
     torch.set_num_threads(1)
     s = ThroughputSettings(n_slots=3, memory_dim=4, net_arch=(8, 8), predictor_hidden=(8,), movie_length=60,
                            n_movies=2, env_steps=100, n_envs=2, fill_steps=80, gradient_steps=3, batch_size=8,

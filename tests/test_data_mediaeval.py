@@ -480,3 +480,32 @@ def test_liris_manifest_and_bad_feature_value(tmp_path):
     df.to_csv(csv, index=False)
     with pytest.raises(DataError, match=r"Full_Service\.csv: row 5 \(line 6\), column 'movie': non-numeric"):
         load_liris_continuous(root, "val", manifest=manifest, progress=False)
+
+
+def test_liris_header_only_feature_table_skips_the_film(tmp_path):
+    """The shared table reader keeps LIRIS's rule: a feature table with a header and no rows is a film without
+    data (skipped, noted), not an error as it is for the generic tables."""
+    root = write_liris(tmp_path)
+    (root / "features" / "Elephants_Dream.csv").write_text("time,sec,movie,half\n")
+    split = next(s for s, titles in liris_continuous_splits(root).items() if "Elephants_Dream" in titles)
+    ds = load_liris_continuous(root, split, progress=False)
+    assert "Elephants_Dream" not in {m.movie_id for m in ds}
+    assert notes_about(ds.notes, "Elephants_Dream", "skipped", "no data")
+
+
+def test_liris_nan_feature_is_an_error_unless_imputed(tmp_path):
+    root = write_liris(tmp_path)
+    csv = root / "features" / "Full_Service.csv"
+    df = pd.read_csv(csv)
+    df.loc[3, "movie"] = np.nan  # second 1 (two rows per second)
+    df.to_csv(csv, index=False)
+    split = next(s for s, titles in liris_continuous_splits(root).items() if "Full_Service" in titles)
+    with pytest.raises(DataError, match=r"Full_Service\.csv: row 4 \(line 5\), column 'movie'.*not finite"):
+        load_liris_continuous(root, split, progress=False)
+    ds = load_liris_continuous(root, split, impute="ffill", segment_seconds=1, progress=False)
+    movie = next(m for m in ds if m.movie_id == "Full_Service")
+    i = LIRIS_TITLES.index("Full_Service")
+    # rows are averaged per second first, so second 1 is NaN; ffill carries second 0 into it
+    np.testing.assert_array_equal(movie.features[:3, 0, 1], [i, i, i])
+    np.testing.assert_array_equal(movie.features[:3, 0, 0], [0, 1, 2])
+    assert notes_about(ds.notes, "Full_Service: features: 1 non-finite value(s) imputed (ffill)")

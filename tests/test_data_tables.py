@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from affect_env.data.align import fill_nonfinite
 from affect_env.data.tables import assign_splits, load_tables, shipped_manifest
 from affect_env.data.types import DataError, Modality
 
@@ -295,6 +296,32 @@ def test_impute_ffill_and_zero_fill_and_report(tmp_path):
     zero = load_tables(tmp_path / "d", "train", impute="zero", frames_per_segment=10)
     np.testing.assert_allclose(zero.movies[0].features[1, 2:4, 1], [0.0, 0.0])
     assert any("A_1.csv: imputed 2 value(s) in column 'f2' (zero)" in n for n in zero.notes)
+
+
+def test_fill_nonfinite_is_the_one_imputation_of_every_reader():
+    """The rule shared by the tables and the per-second readers: per column, ffill (leading gaps take the
+    first finite value) or zero; dtype kept; a column ffill cannot fill raises the caller's message."""
+    x = np.array([[np.nan, 1.0], [2.0, np.inf], [np.nan, 3.0], [4.0, np.nan]], dtype=np.float32)
+    filled, bad = fill_nonfinite(x, "ffill", lambda j: f"col {j}")
+    np.testing.assert_array_equal(filled, [[2, 1], [2, 1], [2, 3], [4, 3]])
+    assert filled.dtype == np.float32 and int(bad.sum()) == 4 and np.isnan(x[0, 0])  # input untouched
+    zero, _ = fill_nonfinite(x, "zero", lambda j: f"col {j}")
+    np.testing.assert_array_equal(zero, [[0, 1], [2, 0], [0, 3], [4, 0]])
+    clean = np.ones((3, 2))
+    same, none = fill_nonfinite(clean, "ffill", lambda j: f"col {j}")
+    assert same is clean and not none.any()
+    with pytest.raises(DataError, match="^col 1$"):
+        fill_nonfinite(np.array([[1.0, np.nan], [2.0, np.nan]]), "ffill", lambda j: f"col {j}")
+    np.testing.assert_array_equal(fill_nonfinite(np.array([[np.nan]]), "zero", str)[0], [[0.0]])
+
+
+def test_column_without_any_finite_value_cannot_be_forward_filled(tmp_path):
+    df = table()
+    df["f2"] = np.nan
+    write(tmp_path / "d", "A_1.csv", df)
+    assert "column 'f2' has no finite value to forward-fill from" in error_of(tmp_path / "d", "train", impute="ffill")
+    ds = load_tables(tmp_path / "d", "train", impute="zero", frames_per_segment=10)
+    assert np.all(ds.movies[0].features[:, :, 1] == 0)
 
 
 def test_missing_target_column_lists_available(tmp_path):

@@ -23,7 +23,7 @@ def test_registered_under_both_ids():
     env = gym.make("LiRISMemory-v0", dataset_options=SMALL_SYNTHETIC, n_slots=3, memory_dim=5)
     assert isinstance(env.unwrapped, LiRISMemoryEnv)
     env2 = gym.make("affect_env:LiRISMemory-v0", dataset_options=SMALL_SYNTHETIC)
-    assert env2.action_space.shape == (10 + 3 * 10 * 32,)  # defaults: N = 10, d = 32
+    assert env2.action_space.shape == (10 + 3 * 10 * 16,)  # defaults: N = 10, d = 16 (the agents' too)
 
 
 def test_passes_gymnasium_and_sb3_checks():

@@ -18,7 +18,9 @@ from affect_env.data.mediaeval import load_mediaeval, read_valence_arousal
 from affect_env.data.tables import load_tables
 from agents.cli import run_cli
 from agents.config import TrainConfig
-from agents.evaluate import load_model, predict_dataset
+from agents.rmn.factory import predict_dataset
+from agents.runs import load_model_file as load_model
+from agents.runs import train
 from agents.predict import main, per_second
 from test_data_mediaeval import FakeMovie, write_tree
 
@@ -30,14 +32,12 @@ IDS = sorted(p.stem for p in CEAP.glob("*.csv"))
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory) -> Path:
     """A run directory of a tiny RMN trained on the CEAP fixture (pooling encoder, 300 steps)."""
-    from agents.training import train
-
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("predict") / "run"
-    cfg = TrainConfig(dataset=str(CEAP), dataset_options={"manifest": "ceap360vr"}, encoder="pooling",
-                      timesteps=300, learning_starts=100, batch_size=32, n_slots=4, memory_dim=8,
-                      net_arch=(32, 32), predictor_hidden=(16,), eval_every=150, checkpoint_every=150,
-                      device="cpu", pretrain_writer_epochs=0, out=str(out))
+    cfg = TrainConfig().update(dict(
+        dataset=str(CEAP), dataset_options={"manifest": "ceap360vr"}, encoder="pooling", timesteps=300,
+        learning_starts=100, batch_size=32, n_slots=4, memory_dim=8, net_arch=(32, 32), predictor_hidden=(16,),
+        eval_every=150, checkpoint_every=150, device="cpu", pretrain_writer_epochs=0, out=str(out)))
     train(cfg, progress=False)
     return out
 

@@ -1,5 +1,4 @@
 """Tuning: Optuna studies over tau/gamma/N (storage, workers, pruning, failures, outputs) and the N-ablation."""
-import argparse
 import json
 import multiprocessing
 import sys
@@ -13,9 +12,9 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from agents.cli import add_training_arguments, config_from_args, run_cli
-from agents.config import TrainConfig
-from agents.training import train
+from agents.cli import Command, parse_command, run_cli
+from agents.config import TrainConfig, recipe
+from agents.runs import train
 from tuning import ablate_slots, optimize
 from tuning.optimize import RMNObjective, SearchSpace, run_study
 from tuning.storage import make_storage, open_study, resolve_storage_url
@@ -24,6 +23,11 @@ TINY = dict(dataset_options={"n_movies": [4, 2, 2], "length": 240, "dependency_d
             memory_dim=8, net_arch=[32, 32], predictor_hidden=[32], encoder="pooling", timesteps=200,
             learning_starts=100, eval_every=100, batch_size=32, device="cpu", pretrain_writer_epochs=0)
 SPACE = SearchSpace(n_slots=(1, 4))
+
+
+def tiny(**changes) -> TrainConfig:
+    """The default recipe with :data:`TINY` (and ``changes``) on top."""
+    return recipe("default").update({**TINY, **changes}, "test")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,7 +46,7 @@ def crashing_train(cfg, **kwargs):
 def study_dir(tmp_path_factory):
     """A study that lived through a crashing trial and a killed worker, then got 2 real trials."""
     out = tmp_path_factory.mktemp("study")
-    base = TrainConfig(**TINY)
+    base = tiny()
     hb = dict(heartbeat_interval=1, grace_period=1)
     study = run_study("tiny", base, out, n_trials=1, space=SPACE, progress=False, train_fn=crashing_train, **hb)
     assert [t.state for t in study.trials] == [TrialState.FAIL]
@@ -91,15 +95,23 @@ def test_best_params_round_trip_into_training(study_dir, tmp_path):
     path = study_dir / "best_params.json"
     cfg = TrainConfig.load(path)
     study = load(study_dir)
-    assert {k: getattr(cfg, k) for k in ("tau", "gamma", "n_slots")} == study.best_params
-    assert cfg.memory_dim == TINY["memory_dim"] and cfg.checkpoint_every == TrainConfig().checkpoint_every
-    parser = argparse.ArgumentParser()
-    add_training_arguments(parser)
-    assert config_from_args(parser.parse_args(["--config", str(path)])) == cfg  # what train_ddpg --config reads
+    assert (cfg.algorithm.tau, cfg.algorithm.gamma, cfg.memory.n_slots) == tuple(
+        study.best_params[k] for k in ("tau", "gamma", "n_slots"))
+    assert cfg.memory.memory_dim == TINY["memory_dim"]
+    assert cfg.run.checkpoint_every == TrainConfig().run.checkpoint_every
+    assert cfg.run.out == str(study_dir / "best")
+    assert "run" in json.loads(path.read_text())  # nested, as a run's config.json
+    # what `python -m agents.train_ddpg --config` reads, from the nested file and from the same fields flat
+    flat = tmp_path / "flat.json"
+    flat.write_text(json.dumps(cfg.flat()))
+    for file in (path, flat):
+        parsed = parse_command(Command, ["--config", str(file)], "python -m agents.train_ddpg", "",
+                               defaults={"algo": "rmn"})
+        assert parsed.train == cfg
     cfg = cfg.update({"out": str(tmp_path / "best"), "timesteps": 120, "eval_every": 0})
     summary = train(cfg, progress=False)
     assert summary["timesteps"] == 120
-    assert TrainConfig.load(tmp_path / "best" / "config.json").n_slots == study.best_params["n_slots"]
+    assert TrainConfig.load(tmp_path / "best" / "config.json").memory.n_slots == study.best_params["n_slots"]
 
 
 def test_optuna_dashboard_loads_the_storage(study_dir):
@@ -116,7 +128,7 @@ def test_optuna_dashboard_loads_the_storage(study_dir):
 
 
 def test_joining_with_other_settings_is_an_error(study_dir):
-    other = TrainConfig(**{**TINY, "timesteps": 300})
+    other = tiny(timesteps=300)
     with pytest.raises(ValueError, match=r"timesteps=200 \(this run: 300\)"):
         run_study("tiny", other, study_dir, n_trials=0, space=SPACE, progress=False, write_outputs=False)
 
@@ -124,7 +136,7 @@ def test_joining_with_other_settings_is_an_error(study_dir):
 def test_pruner_stops_a_trial_through_on_eval(tmp_path):
     # the threshold is impossible to reach, so the first validation report must prune
     pruner = optuna.pruners.ThresholdPruner(lower=1e9)
-    study = run_study("prune", TrainConfig(**TINY), tmp_path, n_trials=1, space=SPACE, pruner=pruner,
+    study = run_study("prune", tiny(), tmp_path, n_trials=1, space=SPACE, pruner=pruner,
                       progress=False)
     (trial,) = study.trials
     assert trial.state == TrialState.PRUNED
@@ -167,14 +179,14 @@ def test_two_workers_share_one_study(tmp_path, kind):
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert sorted(t.number for t in study.trials) == [0, 1]
     assert {p.name for p in (tmp_path / "out" / "trials").iterdir()} == {"0", "1"}
-    assert TrainConfig.load(tmp_path / "out" / "best_params.json").n_slots == study.best_params["n_slots"]
+    assert TrainConfig.load(tmp_path / "out" / "best_params.json").memory.n_slots == study.best_params["n_slots"]
 
 
 def test_journal_running_trials_can_be_failed_explicitly(tmp_path):
     url = f"journal:{tmp_path / 'journal.log'}"
     study = open_study("j", url, tmp_path, direction="maximize")
     study.ask()  # a worker that died: journal storages have no heartbeats
-    study = run_study("j", TrainConfig(**TINY), tmp_path, storage=url, n_trials=0, fail_running=True,
+    study = run_study("j", tiny(), tmp_path, storage=url, n_trials=0, fail_running=True,
                       progress=False)
     assert [t.state for t in study.trials] == [TrialState.FAIL]
     assert pd.read_csv(tmp_path / "trials.csv")["state"].tolist() == ["FAIL"]
@@ -183,8 +195,40 @@ def test_journal_running_trials_can_be_failed_explicitly(tmp_path):
 def test_cli_rejects_fixing_a_tuned_field(capsys):
     assert run_cli(optimize.main, ["--study", "x", "--tau", "0.01"]) == 2
     assert "--tau 0.01: tuned by the study; set its range with --tau-range" in capsys.readouterr().err
+    assert run_cli(optimize.main, ["--study", "x", "--gamma=0.9"]) == 2
+    assert "--gamma 0.9: tuned by the study; set its range with --gamma-range" in capsys.readouterr().err
+    assert run_cli(optimize.main, ["--study", "x", "--n-slots", "4"]) == 2
+    assert "--n-slots 4: tuned by the study; set its range with --n-range" in capsys.readouterr().err
     assert run_cli(optimize.main, ["--study", "x", "--tau-range", "0.1", "0.01"]) == 2
     assert "--tau-range 0.1 0.01: give LOW HIGH" in capsys.readouterr().err
+    assert run_cli(optimize.main, ["--study", "x", "--memory-dim", "8", "--tune-memory-dim"]) == 2
+    assert "--memory-dim and --tune-memory-dim: give one of them" in capsys.readouterr().err
+    assert run_cli(optimize.main, ["--study", "x", "--resume", "somewhere"]) == 2
+    assert "--resume somewhere: a study resumes by running the same command again" in capsys.readouterr().err
+    assert run_cli(ablate_slots.main, ["--n", "1", "2", "--n-slots", "4"]) == 2
+    assert "--n-slots 4: the ablation sets N; give the sizes with --n" in capsys.readouterr().err
+
+
+def test_cli_study_settings(tmp_path):
+    """The search space and the trials' base config of the command line: eval_every is the flag's or the config
+    file's, else timesteps // 5; the study directory is --out, else runs/tuning/<study>; a --config file may hold
+    the tuned fields (a best_params.json as the base of another study): the study samples them."""
+    args, cfg, space = optimize.config_and_space(
+        ["--study", "s", "--timesteps", "1000", "--tau-range", "0.01", "0.02", "--n-range", "2", "3",
+         "--tune-learning-rate", "--tune-batch-size", "16", "32", "--no-progress"])
+    assert (cfg.run.eval_every, cfg.run.out, cfg.algorithm.timesteps, args.progress) == (200, "runs/tuning/s", 1000,
+                                                                                         False)
+    assert (space.tau, space.n_slots, space.gamma) == ((0.01, 0.02), (2, 3), SearchSpace.gamma)
+    assert (space.learning_rate, space.memory_dim, space.batch_size) == (optimize.DEFAULT_LR_RANGE, None, (16, 32))
+    _, cfg, _ = optimize.config_and_space(["--study", "s", "--eval-every", "7", "--out", str(tmp_path)])
+    assert (cfg.run.eval_every, cfg.run.out) == (7, str(tmp_path))
+    config = tmp_path / "base.json"
+    config.write_text(json.dumps({"algorithm": {"tau": 0.5, "timesteps": 500}, "run.eval_every": 50,
+                                  "out": "elsewhere"}))
+    _, cfg, _ = optimize.config_and_space(["--study", "s", "--config", str(config)])
+    assert (cfg.algorithm.tau, cfg.run.eval_every, cfg.run.out) == (0.5, 50, "runs/tuning/s")
+    with pytest.raises(ValueError, match="--eval-every 0: must be >= 1"):
+        optimize.config_and_space(["--study", "s", "--eval-every", "0"])
 
 
 def test_slot_ablation_table_plot_and_resume(tmp_path, capsys):
@@ -199,7 +243,7 @@ def test_slot_ablation_table_plot_and_resume(tmp_path, capsys):
     for _, r in runs.iterrows():
         summary = json.loads((Path(r["run"]) / "summary.json").read_text())
         assert r["test_mse"] == pytest.approx(summary["test_mse"])
-        assert TrainConfig.load(Path(r["run"]) / "config.json").n_slots == r["n_slots"]
+        assert TrainConfig.load(Path(r["run"]) / "config.json").memory.n_slots == r["n_slots"]
     table = pd.read_csv(tmp_path / "abl" / "ablation.csv")
     assert table["n_slots"].tolist() == [1, 2] and table["n_seeds"].tolist() == [1, 1]
     assert table["test_mse_mean"].tolist() == pytest.approx(runs["test_mse"].tolist())
@@ -227,7 +271,7 @@ def test_ablation_summary_statistics():
 def test_objective_falls_back_to_mse_where_memory_has_nothing_to_buy():
     """gap_closed is undefined where the oracle is no better than the memory-less prediction: a study of such a
     synthetic set (every cause switched off) optimises the validation MSE, and asking for gap_closed is an error."""
-    base = TrainConfig(**TINY)
+    base = tiny()
     assert optimize.resolve_objective(base) == ("gap_closed", "maximize")
     flat = base.update({"dataset_options": {**TINY["dataset_options"], "genre_effect": 0.0, "arc_effect": 0.0,
                                             "character_effect": 0.0}})

@@ -2,7 +2,7 @@
 
     python -m tuning.ablate_slots --n 1 2 4 8 10 16 32 [--seeds 3] [--timesteps T] [--out DIR] [--config F]
 
-Trains the RMN once per (N, seed) with :func:`agents.training.train` into ``<out>/runs/n<N>_seed<S>/`` and
+Trains the RMN once per (N, seed) with :func:`agents.runs.train` into ``<out>/runs/n<N>_seed<S>/`` and
 writes into ``<out>``:
 
 * ``runs.csv``: one row per run (N, seed, validation and test metrics, wall time);
@@ -12,20 +12,29 @@ writes into ``<out>``:
   standard deviation over seeds, every seed as a dot;
 
 and prints the table in markdown. Resumable: runs whose ``summary.json`` exists are read, not retrained; an
-interrupted run with a checkpoint is continued.
+interrupted run with a checkpoint is continued. Every flag of ``python -m agents.train_ddpg`` applies to the runs
+except ``--n-slots`` (the ablation sets N) and ``--resume``; ``--seed`` is the first seed, and the ablation directory
+is ``--out`` (default ``runs/ablate_slots``).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import pandas as pd
+import tyro
 from tqdm.auto import tqdm
 
+from affect_env.files import atomic_write_text
+from agents.cli import Command, run_cli
 from agents.config import TrainConfig
+from agents.runs import train
+from agents.runs.directory import RunDirectory
+from tuning.commands import parse_tool_command
+from tuning.plots import plot_ablation
 
 #: summary keys copied into runs.csv (when present)
 RUN_COLUMNS = ("test_mse", "test_gap_closed", "val_mse", "val_gap_closed", "test_mse_oracle", "test_mse_no_memory",
@@ -38,8 +47,8 @@ def run_dir(out: Union[str, Path], n_slots: int, seed: int) -> Path:
 
 
 def _check_same_config(path: Path, cfg: TrainConfig) -> None:
-    saved = TrainConfig.load(path / "config.json").to_dict()
-    new = cfg.to_dict()
+    saved = TrainConfig.load(path / "config.json").flat()
+    new = cfg.flat()
     diff = [f"{k}={saved.get(k)!r} (now {new.get(k)!r})" for k in sorted(new) if k != "out" and saved.get(k) != new[k]]
     if diff:
         raise ValueError(f"{path}: this run was trained with {', '.join(diff)}; use the same settings to "
@@ -47,7 +56,7 @@ def _check_same_config(path: Path, cfg: TrainConfig) -> None:
 
 
 def run_ablation(base: TrainConfig, ns: Sequence[int], seeds: Sequence[int], out: Union[str, Path], *,
-                 progress: bool = True, train_fn: Optional[Callable] = None) -> pd.DataFrame:
+                 progress: bool = True, train_fn: Callable = train) -> pd.DataFrame:
     """Train (or read back) one RMN per (N, seed) and return the runs table (also ``<out>/runs.csv``).
 
     :param base: the settings of every run (``n_slots``, ``seed`` and ``out`` are replaced)
@@ -55,11 +64,9 @@ def run_ablation(base: TrainConfig, ns: Sequence[int], seeds: Sequence[int], out
     :param seeds: the training seeds
     :param out: the ablation directory
     :param progress: a tqdm bar over the runs
-    :param train_fn: the training function (default :func:`agents.training.train`)
+    :param train_fn: the training function (default :func:`agents.runs.train`)
     :return: one row per run: ``n_slots``, ``seed``, ``run``, ``skipped`` (read back) and :data:`RUN_COLUMNS`
     """
-    if train_fn is None:
-        from agents.training import train as train_fn
     ns, seeds = [int(n) for n in ns], [int(s) for s in seeds]
     if not ns or any(n < 1 for n in ns):
         raise ValueError(f"--n {' '.join(map(str, ns))}: give memory sizes >= 1")
@@ -79,15 +86,15 @@ def run_ablation(base: TrainConfig, ns: Sequence[int], seeds: Sequence[int], out
         if skipped:
             _check_same_config(path, cfg)
             summary = json.loads(summary_file.read_text())
-        elif (path / "checkpoint" / "model.zip").exists():
+        elif RunDirectory(path).has_checkpoint():
             _check_same_config(path, cfg)
             summary = train_fn(cfg, resume=True, progress=False)
         else:
             summary = train_fn(cfg, progress=False)
         rows.append({"n_slots": n, "seed": seed, "run": str(path), "skipped": skipped,
                      **{k: summary[k] for k in RUN_COLUMNS if k in summary}})
-        runs = pd.DataFrame(rows)
-        runs.to_csv(out / "runs.csv", index=False)  # after every run: partial results survive an interruption
+        # after every run: partial results survive an interruption
+        atomic_write_text(out / "runs.csv", pd.DataFrame(rows).to_csv(index=False))
     return pd.DataFrame(rows)
 
 
@@ -124,12 +131,10 @@ def markdown_table(table: pd.DataFrame, metrics: Sequence[str]) -> str:
 
 def write_ablation(runs: pd.DataFrame, out: Union[str, Path]) -> pd.DataFrame:
     """``ablation.csv`` and ``ablation.png`` of a runs table, into ``out``; returns the per-N table."""
-    from tuning.plots import plot_ablation
-
     out = Path(out)
     metrics = ablation_metrics(runs)
     table = summarize_ablation(runs, metrics)
-    table.to_csv(out / "ablation.csv", index=False)
+    atomic_write_text(out / "ablation.csv", table.to_csv(index=False))
     refs = {}
     if "test_mse_oracle" in runs.columns and "test_mse_no_memory" in runs.columns:
         refs["test_mse"] = {"oracle": float(runs["test_mse_oracle"].mean()),
@@ -138,33 +143,29 @@ def write_ablation(runs: pd.DataFrame, out: Union[str, Path]) -> pd.DataFrame:
     return table
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from agents.cli import add_training_arguments
+@dataclass
+class AblationCommand(Command):
+    """The ablation's options beside the training flags (``--seed``: the first seed; ``--out``: the ablation
+    directory)."""
 
-    p = argparse.ArgumentParser(prog="python -m tuning.ablate_slots", description=__doc__.split("\n")[0])
-    p.add_argument("--n", nargs="+", type=int, required=True, metavar="N", help="memory sizes N to train")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per N: --seed, --seed+1, ... (default 3)")
-    add_training_arguments(p)
-    p._option_string_actions["--out"].help = "ablation directory (default runs/ablate_slots)"
-    p._option_string_actions["--seed"].help = "first seed (default 0)"
-    return p
+    n: Tuple[int, ...] = tyro.MISSING
+    """memory sizes N to train"""
+    seeds: int = 3
+    """seeds per N: --seed, --seed+1, ..."""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from agents.cli import config_from_args
-
-    args = build_parser().parse_args(argv)
-    if args.n_slots is not None:
-        raise ValueError(f"--n-slots {args.n_slots}: the ablation sets N; give the sizes with --n")
-    if args.resume:
-        raise ValueError(f"--resume {args.resume}: run the same command again to resume the ablation")
+    args, flags = parse_tool_command(
+        AblationCommand, argv, "python -m tuning.ablate_slots", __doc__.split("\n")[0],
+        resume_hint="run the same command again to resume the ablation",
+        set_by_tool={"n_slots": "the ablation sets N; give the sizes with --n"})
     if args.seeds < 1:
         raise ValueError(f"--seeds {args.seeds}: must be >= 1")
-    base = config_from_args(args)
-    out = Path(args.out or "runs/ablate_slots")
-    seeds = [base.seed + k for k in range(args.seeds)]
+    base = args.train
+    out = Path(base.run.out if "out" in flags else "runs/ablate_slots")
+    seeds = [base.run.seed + k for k in range(args.seeds)]
     try:
-        runs = run_ablation(base, args.n, seeds, out, progress=not args.no_progress)
+        runs = run_ablation(base, args.n, seeds, out, progress=args.progress)
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; run the same command to resume", file=sys.stderr)
         return 130
@@ -176,6 +177,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    from agents.cli import run_cli
-
     raise SystemExit(run_cli(main))

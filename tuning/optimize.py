@@ -3,31 +3,38 @@
     python -m tuning.optimize --study NAME [--storage URL] [--n-trials 20] [--timeout S] [--algo rmn]
                               [--dataset synthetic|PATH] [--timesteps N] [--seed S] [--out DIR] ...
 
-Each trial trains the RMN with :func:`agents.training.train` into ``<out>/trials/<number>/`` and reports the
+Each trial trains the RMN with :func:`agents.runs.train` into ``<out>/trials/<number>/`` and reports the
 validation metric every ``eval_every`` steps to the pruner (median pruning by default). The objective is the
 validation ``gap_closed`` (maximised) on datasets with an oracle (synthetic), else the validation ``mse``
 (minimised). The study lives in ``<out>/study.db`` (SQLite) unless ``--storage`` names a journal file
 (``journal:PATH``) or a database URL; any number of workers can run the same command on the same study.
 After the trials, ``<out>`` holds ``best_params.json`` (a ``--config`` for ``python -m agents.train_ddpg``),
-``best_trial.json``, ``trials.csv`` and PNG figures (see :func:`write_study_outputs`).
+``best_trial.json``, ``trials.csv`` and PNG figures (see :func:`write_study_outputs`). Every flag of
+``python -m agents.train_ddpg`` applies to the trials except ``--tau``, ``--gamma`` and ``--n-slots`` (the tuned
+fields: give their ranges) and ``--resume``; the study directory is ``--out`` (default ``runs/tuning/<study>``).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, Literal, Optional, Sequence, Tuple, Union
 
 import optuna
+import tyro
 from optuna.trial import TrialState
 
+from affect_env.files import atomic_write_text
+from agents.cli import Command, explicit_fields, run_cli
 from agents.config import TrainConfig
+from agents.inputs import load_split
 from agents.metrics import has_gap
+from agents.runs import train
+from tuning.commands import parse_tool_command
+from tuning.plots import plot_study
 from tuning.storage import dashboard_command, fail_running_trials, open_study, resolve_storage_url
 
 #: metric -> optimisation direction
@@ -113,13 +120,9 @@ def resolve_objective(cfg: TrainConfig, objective: str = "auto") -> Tuple[str, s
     if objective not in ("auto", *DIRECTIONS):
         raise ValueError(f"--objective {objective}: choose auto, gap_closed or mse")
     if objective == "auto" or objective == "gap_closed":
-        from affect_env.data import load_dataset
-
-        val = load_dataset(cfg.dataset, "val", targets=cfg.targets, segment_seconds=cfg.segment_seconds,
-                           **cfg.dataset_options)
-        defined = has_gap(val)
+        defined = has_gap(load_split(cfg, "val"))
         if objective == "gap_closed" and not defined:
-            raise ValueError(f"--objective gap_closed: dataset {cfg.dataset} has no oracle, or no gap between its "
+            raise ValueError(f"--objective gap_closed: dataset {cfg.data.dataset} has no oracle, or no gap between its "
                              "oracle and the memory-less prediction on the validation split; use mse")
         objective = "gap_closed" if defined else "mse"
     return objective, DIRECTIONS[objective]
@@ -131,14 +134,14 @@ class RMNObjective:
     :param base: the settings shared by every trial (the sampled fields are replaced)
     :param space: what to sample
     :param out: the study directory; trial ``k`` trains into ``out/trials/k``
-    :param metric: ``"gap_closed"`` or ``"mse"`` (reported every ``base.eval_every`` steps for pruning)
-    :param train_fn: the training function (:func:`agents.training.train`)
+    :param metric: ``"gap_closed"`` or ``"mse"`` (reported every ``base.run.eval_every`` steps for pruning)
+    :param train_fn: the training function (default :func:`agents.runs.train`)
     """
 
     def __init__(self, base: TrainConfig, space: SearchSpace, out: Union[str, Path], metric: str,
                  train_fn: Optional[Callable] = None) -> None:
         self.base, self.space, self.out, self.metric = base, space, Path(out), metric
-        self.train_fn = train_fn
+        self.train_fn = train_fn or train
 
     def trial_config(self, trial: optuna.Trial) -> TrainConfig:
         """The trial's config: base, sampled parameters, ``out/trials/<number>``, no periodic checkpoints
@@ -148,15 +151,12 @@ class RMNObjective:
         return self.base.update({**params, "out": str(run_dir), "checkpoint_every": 0}, "trial")
 
     def __call__(self, trial: optuna.Trial) -> float:
-        train_fn = self.train_fn
-        if train_fn is None:
-            from agents.training import train as train_fn
         cfg = self.trial_config(trial)
-        run_dir = Path(cfg.out)
+        run_dir = Path(cfg.run.out)
         if run_dir.exists():  # left by a study that was deleted; trial numbers are never reused in one study
             shutil.rmtree(run_dir)
         trial.set_user_attr("run_dir", str(run_dir))
-        summary = train_fn(cfg, progress=False, on_eval=self.pruning_callback(trial))
+        summary = self.train_fn(cfg, progress=False, on_eval=self.pruning_callback(trial))
         for key in ("test_mse", "test_gap_closed", "val_mse", "val_gap_closed", "train_wall_s", "updates_per_s"):
             if key in summary:
                 trial.set_user_attr(key, summary[key])
@@ -166,7 +166,7 @@ class RMNObjective:
         return value
 
     def pruning_callback(self, trial: optuna.Trial) -> Callable[[dict], None]:
-        """The ``on_eval`` hook of :func:`agents.training.train`: report the validation metric at the row's
+        """The ``on_eval`` hook of :func:`agents.runs.train`: report the validation metric at the row's
         ``timesteps`` and raise :class:`optuna.TrialPruned` when the pruner says so."""
 
         def on_eval(row: dict) -> None:
@@ -201,7 +201,7 @@ def run_study(study_name: str, base: TrainConfig, out: Union[str, Path], *, stor
     one of ``catch`` is recorded as ``FAIL`` and the study goes on; ``KeyboardInterrupt`` fails the running
     trial and stops. Running it again adds trials to what is there.
 
-    :param base: the settings shared by all trials (its ``out`` is ignored)
+    :param base: the settings shared by all trials (its ``out`` is ignored; the sampled fields are replaced)
     :param out: the study directory (trials, outputs, and the default SQLite storage ``study.db``)
     :param storage: ``None`` (``<out>/study.db``), ``journal:PATH`` or a database URL
     :param n_trials: trials this call adds (``None`` with a ``timeout``: until the timeout)
@@ -213,24 +213,25 @@ def run_study(study_name: str, base: TrainConfig, out: Union[str, Path], *, stor
         ``grace_period`` seconds (default twice the interval) are failed when a worker asks for a trial
     :param fail_running: first mark every ``RUNNING`` trial ``FAIL`` (only when no other worker is alive)
     :param write_outputs: write :func:`write_study_outputs` at the end
-    :param train_fn: the training function (default :func:`agents.training.train`)
+    :param train_fn: the training function (default :func:`agents.runs.train`)
     :return: the study
     """
     out = Path(out)
     space = space or SearchSpace()
-    if base.algo != "rmn":
-        raise ValueError(f"--algo {base.algo}: tuning supports the rmn agent only")
+    if base.algorithm.algo != "rmn":
+        raise ValueError(f"--algo {base.algorithm.algo}: tuning supports the rmn agent only")
     if n_trials is not None and n_trials < 0:
         raise ValueError(f"--n-trials {n_trials}: must be >= 0")
     metric, direction = resolve_objective(base, objective)
-    base_attrs = {k: v for k, v in base.to_dict().items() if k != "out"}
+    # flat field names: a study created before the config was nested compares equal, and a difference names the field
+    base_attrs = {k: v for k, v in base.flat().items() if k != "out"}
     url = resolve_storage_url(storage, out)
     out.mkdir(parents=True, exist_ok=True)
     study = open_study(
         study_name, url, out, direction=direction,
         sampler=sampler or optuna.samplers.TPESampler(n_startup_trials=5),
         pruner=pruner or make_pruner(), heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-        user_attrs={"objective": metric, "algo": base.algo, "base_config": _jsonable(base_attrs),
+        user_attrs={"objective": metric, "algo": base.algorithm.algo, "base_config": base_attrs,
                     "search_space": space.to_dict()})
     if fail_running:
         failed = fail_running_trials(study)
@@ -263,43 +264,30 @@ def state_counts(study: optuna.Study) -> dict:
     return counts
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_study_outputs(study: optuna.Study, out: Union[str, Path]) -> dict:
     """Write the study's results into ``out`` (each file atomically, so finishing workers may overlap):
 
     * ``trials.csv``: :meth:`optuna.Study.trials_dataframe` (one row per trial, every state)
-    * ``best_params.json``: a full :class:`~agents.config.TrainConfig` (base settings + best parameters,
-      ``out`` = ``<out>/best``) for ``python -m agents.train_ddpg --config``
+    * ``best_params.json``: a full :class:`~agents.config.TrainConfig`, nested as a run's ``config.json`` (base
+      settings + best parameters, ``out`` = ``<out>/best``), for ``python -m agents.train_ddpg --config``
     * ``best_trial.json``: the best trial's number, value, objective, direction, parameters and test
       metrics, and the trial counts per state
     * figures (see :func:`tuning.plots.plot_study`)
 
     :return: ``{"best": best_trial.json's content or None, "figures": {name: path or reason skipped}}``
     """
-    from tuning.plots import plot_study
-
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    df = study.trials_dataframe()
-    tmp = out / f".trials.csv.{os.getpid()}.tmp"
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, out / "trials.csv")
+    atomic_write_text(out / "trials.csv", study.trials_dataframe().to_csv(index=False))
     metric = study.user_attrs.get("objective", "value")
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return {"best": None, "figures": {"all": "skipped: no completed trial yet"}}
     best = study.best_trial
-    cfg = best_config(study, out)
-    _atomic_text(out / "best_params.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    best_config(study, out).save(out / "best_params.json")
     info = {"study": study.study_name, "objective": f"validation {metric}",
             "direction": study.direction.name.lower(), "number": best.number, "value": best.value,
             "params": best.params, "user_attrs": best.user_attrs, "trials": state_counts(study)}
-    _atomic_text(out / "best_trial.json", json.dumps(info, indent=2) + "\n")
+    atomic_write_text(out / "best_trial.json", json.dumps(info, indent=2) + "\n")
     return {"best": info, "figures": plot_study(study, out, metric)}
 
 
@@ -314,64 +302,70 @@ def markdown_best(info: dict) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from agents.cli import add_training_arguments
+@dataclass
+class StudyCommand(Command):
+    """A study's options beside the training flags (``--config``, ``--timesteps``, ``--out``: the study directory)."""
 
-    p = argparse.ArgumentParser(prog="python -m tuning.optimize", description=__doc__.split("\n")[0])
-    p.add_argument("--study", required=True, help="study name (workers with the same name share the study)")
-    p.add_argument("--storage", default=None,
-                   help="journal:PATH or a database URL (default: sqlite:///<out>/study.db)")
-    p.add_argument("--n-trials", type=int, default=None, help="trials this worker adds (default 20 without --timeout)")
-    p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
-    p.add_argument("--max-total-trials", type=int, default=None, help="stop once the study has this many trials")
-    p.add_argument("--algo", default="rmn", choices=["rmn"], help="agent to tune (default rmn)")
-    p.add_argument("--objective", default="auto", choices=["auto", "gap_closed", "mse"],
-                   help="validation metric: auto (default) = gap_closed (maximised) where the dataset has an "
-                        "oracle, else mse (minimised)")
-    p.add_argument("--eval-every", type=int, default=None,
-                   help="steps between validation reports to the pruner (default: the --config file's "
-                        "eval_every, else timesteps/5)")
-    p.add_argument("--tau-range", nargs=2, type=float, default=SearchSpace.tau, metavar=("LO", "HI"),
-                   help=f"tau range, log scale (default {SearchSpace.tau[0]} {SearchSpace.tau[1]})")
-    p.add_argument("--gamma-range", nargs=2, type=float, default=SearchSpace.gamma, metavar=("LO", "HI"),
-                   help=f"gamma (lambda) range (default {SearchSpace.gamma[0]} {SearchSpace.gamma[1]})")
-    p.add_argument("--n-range", nargs=2, type=int, default=SearchSpace.n_slots, metavar=("LO", "HI"),
-                   help=f"memory slots N range, integers (default {SearchSpace.n_slots[0]} {SearchSpace.n_slots[1]})")
-    p.add_argument("--tune-learning-rate", nargs="*", type=float, default=None, metavar="LO HI",
-                   help=f"also tune the learning rate (log scale; default range {DEFAULT_LR_RANGE})")
-    p.add_argument("--tune-memory-dim", nargs="*", type=int, default=None, metavar="D",
-                   help=f"also tune the slot size among these (default {DEFAULT_MEMORY_DIMS})")
-    p.add_argument("--tune-batch-size", nargs="*", type=int, default=None, metavar="B",
-                   help=f"also tune the batch size among these (default {DEFAULT_BATCH_SIZES})")
-    p.add_argument("--pruner", default="median", choices=["median", "none"], help="pruner (default median)")
-    p.add_argument("--pruner-startup-trials", type=int, default=3, help="median pruner: trials before pruning (default 3)")
-    p.add_argument("--pruner-warmup-steps", type=int, default=0, help="median pruner: steps before pruning (default 0)")
-    p.add_argument("--sampler-seed", type=int, default=None, help="TPE sampler seed (give each worker its own)")
-    p.add_argument("--startup-trials", type=int, default=5, help="random trials before TPE (default 5)")
-    p.add_argument("--heartbeat-interval", type=int, default=60,
-                   help="seconds between heartbeats of running trials (database storages; 0 disables; default 60)")
-    p.add_argument("--grace-period", type=int, default=None,
-                   help="seconds without heartbeat before a running trial is failed (default 2 x interval)")
-    p.add_argument("--fail-running", action="store_true",
-                   help="first mark all RUNNING trials FAIL (only when no other worker is alive)")
-    p.add_argument("--create-only", action="store_true", help="create the storage and study, then exit")
-    add_training_arguments(p)
-    p._option_string_actions["--out"].help = "study directory (default runs/tuning/<study>)"
-    return p
+    study: str = tyro.MISSING
+    """study name (workers with the same name share the study)"""
+    storage: Optional[str] = None
+    """journal:PATH or a database URL; None: sqlite:///<out>/study.db"""
+    n_trials: Optional[int] = None
+    """trials this worker adds; None: 20, or until --timeout"""
+    timeout: Optional[float] = None
+    """stop starting trials after this many seconds"""
+    max_total_trials: Optional[int] = None
+    """stop once the study has this many trials"""
+    objective: Literal["auto", "gap_closed", "mse"] = "auto"
+    """validation metric: auto = gap_closed (maximised) where the dataset has an oracle, else mse (minimised)"""
+    tau_range: Tuple[float, float] = SearchSpace.tau
+    """tau range LO HI, log scale"""
+    gamma_range: Tuple[float, float] = SearchSpace.gamma
+    """gamma (lambda) range LO HI"""
+    n_range: Tuple[int, int] = SearchSpace.n_slots
+    """memory slots N range LO HI, integers"""
+    tune_learning_rate: Optional[Tuple[float, ...]] = None
+    """also tune the learning rate, log scale: LO HI, or no value for 1e-05 0.003"""
+    tune_memory_dim: Optional[Tuple[int, ...]] = None
+    """also tune the slot size among these values (no value: 8 16 32 64)"""
+    tune_batch_size: Optional[Tuple[int, ...]] = None
+    """also tune the batch size among these values (no value: 32 64 128 256)"""
+    pruner: Literal["median", "none"] = "median"
+    """pruner of unpromising trials"""
+    pruner_startup_trials: int = 3
+    """median pruner: trials before pruning"""
+    pruner_warmup_steps: int = 0
+    """median pruner: steps before pruning"""
+    sampler_seed: Optional[int] = None
+    """TPE sampler seed (give each worker its own)"""
+    startup_trials: int = 5
+    """random trials before TPE"""
+    heartbeat_interval: int = 60
+    """seconds between heartbeats of running trials (database storages; 0 disables)"""
+    grace_period: Optional[int] = None
+    """seconds without heartbeat before a running trial is failed; None: 2 x --heartbeat-interval"""
+    fail_running: bool = False
+    """first mark all RUNNING trials FAIL (only when no other worker is alive)"""
+    create_only: bool = False
+    """create the storage and study, then exit"""
 
 
-def config_and_space(args: argparse.Namespace) -> Tuple[TrainConfig, SearchSpace]:
-    """The base config and search space of the command line (tuned fields cannot also be fixed)."""
-    from agents.cli import config_from_args
+#: the tuned fields, which cannot also be fixed by a flag, and the flag of their range
+TUNED_FLAGS = {"tau": "--tau-range", "gamma": "--gamma-range", "n_slots": "--n-range"}
 
-    for flag, value in (("--tau", args.tau), ("--gamma", args.gamma), ("--n-slots", args.n_slots)):
-        if value is not None:
-            name = {"--tau": "--tau-range", "--gamma": "--gamma-range", "--n-slots": "--n-range"}[flag]
-            raise ValueError(f"{flag} {value}: tuned by the study; set its range with {name} LO HI "
-                             "(equal bounds fix it)")
-    if args.resume:
-        raise ValueError(f"--resume {args.resume}: a study resumes by running the same command again")
-    if args.memory_dim is not None and args.tune_memory_dim is not None:
+
+def config_and_space(argv: Optional[Sequence[str]] = None) -> Tuple[StudyCommand, TrainConfig, SearchSpace]:
+    """The parsed command, the base config of the trials and the search space (tuned fields cannot also be fixed).
+
+    ``eval_every`` (the interval of the pruner's reports) is the flag's or the ``--config`` file's, else
+    ``timesteps // 5``.
+    """
+    args, flags = parse_tool_command(
+        StudyCommand, argv, "python -m tuning.optimize", __doc__.split("\n")[0],
+        resume_hint="a study resumes by running the same command again",
+        set_by_tool={name: f"tuned by the study; set its range with {flag} LO HI (equal bounds fix it)"
+                     for name, flag in TUNED_FLAGS.items()})
+    if "memory_dim" in flags and args.tune_memory_dim is not None:
         raise ValueError("--memory-dim and --tune-memory-dim: give one of them")
     lr = args.tune_learning_rate
     if lr is not None and len(lr) not in (0, 2):
@@ -381,20 +375,19 @@ def config_and_space(args: argparse.Namespace) -> Tuple[TrainConfig, SearchSpace
         learning_rate=None if lr is None else tuple(lr or DEFAULT_LR_RANGE),
         memory_dim=None if args.tune_memory_dim is None else tuple(args.tune_memory_dim or DEFAULT_MEMORY_DIMS),
         batch_size=None if args.tune_batch_size is None else tuple(args.tune_batch_size or DEFAULT_BATCH_SIZES))
-    cfg = config_from_args(args, algo=args.algo)
-    if args.eval_every is not None:
-        if args.eval_every < 1:
-            raise ValueError(f"--eval-every {args.eval_every}: must be >= 1")
-        cfg.eval_every = args.eval_every
-    elif not (args.config and "eval_every" in json.loads(Path(args.config).read_text())):
-        cfg.eval_every = max(1, cfg.timesteps // 5)
-    return cfg, space
+    cfg = args.train
+    if "eval_every" in flags and cfg.run.eval_every < 1:
+        raise ValueError(f"--eval-every {cfg.run.eval_every}: must be >= 1 (the pruner's reports)")
+    if "eval_every" not in explicit_fields(argv, args):
+        cfg = cfg.update({"eval_every": max(1, cfg.algorithm.timesteps // 5)})
+    if "out" not in flags:  # a --config file's out (e.g. a best_params.json's <study>/best) is not the study's
+        cfg = cfg.update({"out": str(Path("runs") / "tuning" / args.study)})
+    return args, cfg, space
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    base, space = config_and_space(args)
-    out = Path(args.out or Path("runs") / "tuning" / args.study)
+    args, base, space = config_and_space(argv)
+    out = Path(base.run.out)
     url = resolve_storage_url(args.storage, out)
     n_trials = args.n_trials if (args.n_trials is not None or args.timeout) else 20
     if args.n_trials is not None and args.n_trials < 0:
@@ -413,7 +406,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             pruner=make_pruner(args.pruner, args.pruner_startup_trials, args.pruner_warmup_steps),
             sampler=optuna.samplers.TPESampler(seed=args.sampler_seed, n_startup_trials=args.startup_trials),
             max_total_trials=args.max_total_trials, heartbeat_interval=args.heartbeat_interval or None,
-            grace_period=args.grace_period, fail_running=args.fail_running, progress=not args.no_progress,
+            grace_period=args.grace_period, fail_running=args.fail_running, progress=args.progress,
             write_outputs=not args.create_only)
     except KeyboardInterrupt:
         print("interrupted: finished trials are kept in the study; run the same command to add trials",
@@ -434,6 +427,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    from agents.cli import run_cli
-
     raise SystemExit(run_cli(main))

@@ -1,7 +1,6 @@
 """Figures of a tuning study and of the memory-size ablation (matplotlib, written as PNG)."""
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -15,14 +14,17 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
+from affect_env.files import atomic_path  # noqa: E402
+
 
 def _save(fig, path: Path) -> Path:
+    """Write ``fig`` to ``path`` atomically (workers finishing together never leave a half-written figure)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)  # workers finishing together never leave a half-written figure
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

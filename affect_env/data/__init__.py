@@ -3,21 +3,28 @@
 ``load_dataset(source, split)`` picks the reader from ``source``:
 
 * ``"synthetic"`` — the embedded synthetic long-dependency movies (:mod:`affect_env.data.synthetic`);
-* a directory in the MediaEval 2018 "Emotional Impact of Movies" layout, or the older continuous
-  LIRIS-ACCEDE annotations (:mod:`affect_env.data.mediaeval`);
+* a directory in the MediaEval 2018 "Emotional Impact of Movies" layout (:mod:`affect_env.data.mediaeval`),
+  or the older continuous LIRIS-ACCEDE annotations (:mod:`affect_env.data.liris`);
 * any other directory of per-sequence CSV / Parquet tables (:mod:`affect_env.data.tables`).
+
+Shared building blocks: :mod:`affect_env.data.types` (containers, :data:`SPLITS`), :mod:`affect_env.data.readers`
+(file parsing), :mod:`affect_env.data.align` (per-second alignment, imputation), :mod:`affect_env.data.splits`
+(manifests, the grouped split rule), :mod:`affect_env.data.fear` (MediaEval fear files).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional, Sequence
 
+from affect_env.data.liris import is_liris_continuous_root, load_liris_continuous
+from affect_env.data.mediaeval import is_mediaeval_root, load_mediaeval
 from affect_env.data.normalization import FeatureStats
 from affect_env.data.synthetic import SyntheticConfig, load_synthetic
-from affect_env.data.types import DataError, Modality, Movie, MovieDataset
+from affect_env.data.tables import load_tables
+from affect_env.data.types import SPLITS, DataError, Modality, Movie, MovieDataset
 
 __all__ = [
-    "DataError", "FeatureStats", "Modality", "Movie", "MovieDataset", "SyntheticConfig",
+    "SPLITS", "DataError", "FeatureStats", "Modality", "Movie", "MovieDataset", "SyntheticConfig",
     "detect_format", "load_dataset", "load_synthetic",
 ]
 
@@ -31,11 +38,9 @@ def detect_format(source: str) -> str:
         raise DataError(f"{source}: dataset not found (give 'synthetic' or an existing directory)")
     if not path.is_dir():
         raise DataError(f"{source}: a dataset must be a directory of per-movie files")
-    from affect_env.data import mediaeval
-
-    if mediaeval.is_mediaeval_root(path):
+    if is_mediaeval_root(path):
         return "mediaeval"
-    if mediaeval.is_liris_continuous_root(path):
+    if is_liris_continuous_root(path):
         return "liris_continuous"
     return "tables"
 
@@ -56,9 +61,7 @@ def load_dataset(
         config = options.pop("config", None)
         ds = load_synthetic(split, config=config, **options)
     elif kind in ("mediaeval", "liris_continuous"):
-        from affect_env.data import mediaeval
-
-        reader = mediaeval.load_mediaeval if kind == "mediaeval" else mediaeval.load_liris_continuous
+        reader = load_mediaeval if kind == "mediaeval" else load_liris_continuous
         kwargs = dict(options)
         if segment_seconds is not None:
             kwargs["segment_seconds"] = segment_seconds
@@ -66,8 +69,6 @@ def load_dataset(
             kwargs["targets"] = tuple(targets)
         ds = reader(source, split=split, **kwargs)
     else:
-        from affect_env.data.tables import load_tables
-
         kwargs = dict(options)
         if segment_seconds is not None:
             kwargs["segment_seconds"] = segment_seconds

@@ -12,20 +12,19 @@ same numbers.
 * A dim whose ``std`` is at most ``std_floor`` (default ``1e-6``, e.g. a constant column) is only
   centred, not scaled (its scale is 1), so it stays finite even where another split holds other values.
 * The JSON file stores ``mean``, ``std``, ``std_floor``, ``count`` (frames seen), the feature layout
-  (``modalities``) and where the stats came from (``fitted_on``); it is written atomically (a temporary
-  file in the same directory, then :func:`os.replace`).
+  (``modalities``) and where the stats came from (``fitted_on``); it is written atomically
+  (:func:`affect_env.files.atomic_write_text`).
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
 from affect_env.data.types import DataError, Modality, Movie, MovieDataset
+from affect_env.files import atomic_write_text
 
 __all__ = ["FeatureStats"]
 
@@ -181,17 +180,7 @@ class FeatureStats:
         :return: the path written
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.to_dict(), fh, indent=1)
-                fh.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
         return path
 
     @classmethod

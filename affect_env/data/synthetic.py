@@ -42,9 +42,8 @@ from typing import Optional, Union
 
 import numpy as np
 
-from affect_env.data.types import DataError, Modality, Movie, MovieDataset
+from affect_env.data.types import SPLITS, DataError, Modality, Movie, MovieDataset
 
-SPLITS = ("train", "val", "test")
 TARGETS = ("valence", "arousal")
 
 
@@ -87,7 +86,7 @@ class SyntheticConfig:
     world_seed: int = 0
 
     def __post_init__(self) -> None:
-        try:  # a number, or a pair given as a list (JSON, --dataset-option length=[400,2000]) or tuple
+        try:  # a number, or a pair given as a list (JSON, --dataset-options length=[400,2000]) or tuple
             length = tuple(int(x) for x in self.length) if isinstance(self.length, (list, tuple)) else int(self.length)
         except (TypeError, ValueError):
             raise DataError(f"synthetic config: length must be a number of segments or [shortest, longest], "

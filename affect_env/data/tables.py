@@ -51,35 +51,31 @@ and/or column, nothing is silently fixed):
 
 Every call reads and validates every file of the directory (so a broken file is reported whichever
 split is asked for, and all splits agree on columns and ``K``), and returns the movies of one split.
+Reading a file and its numbers is :mod:`affect_env.data.readers`, the manifests and the grouped rule are
+:mod:`affect_env.data.splits`, and NaN / inf filling is :func:`affect_env.data.align.fill_nonfinite`, each
+shared with the per-second readers; this module holds the table layout: columns, windows and frames.
 """
 from __future__ import annotations
 
-import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence, Union
+from typing import Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from affect_env.data.types import DataError, Modality, Movie, MovieDataset
+from affect_env.data.align import IMPUTE_MODES, fill_nonfinite
+from affect_env.data.readers import TABLE_SUFFIXES, numeric_columns, read_table, row_ref
+from affect_env.data.splits import MANIFEST_DIR, assign_splits, read_manifest, resolve_manifest, shipped_manifest
+from affect_env.data.types import SPLITS, DataError, Modality, Movie, MovieDataset, PathLike
 
 __all__ = ["SPLITS", "MANIFEST_DIR", "assign_splits", "list_table_files", "load_tables", "read_manifest",
            "shipped_manifest"]
 
-SPLITS = ("train", "val", "test")
-CSV_SUFFIXES = (".csv",)
-PARQUET_SUFFIXES = (".parquet", ".pq")
-TABLE_SUFFIXES = CSV_SUFFIXES + PARQUET_SUFFIXES
 MANIFEST_NAME = "splits.csv"
-MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
-IMPUTE_MODES = ("ffill", "zero")
 DEFAULT_MODALITY = "features"
 _EPS = 1e-9  # relative slack for window boundaries (0.3 / 0.1 = 2.9999999999999996)
-
-PathLike = Union[str, Path]
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -112,156 +108,7 @@ def list_table_files(root: PathLike, exclude: Iterable[PathLike] = ()) -> list:
     return files
 
 
-def _row_ref(path: Path, i: int) -> str:
-    """Human row reference for 0-based data row ``i`` (header excluded)."""
-    if path.suffix.lower() in CSV_SUFFIXES:
-        return f"row {i + 1} (line {i + 2})"
-    return f"row {i + 1}"
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    """Read one CSV / Parquet file; unreadable or empty files raise :class:`DataError`."""
-    try:
-        if path.suffix.lower() in CSV_SUFFIXES:
-            df = pd.read_csv(path)
-        else:
-            df = pd.read_parquet(path)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: empty file (no header, no rows)") from None
-    except Exception as exc:  # pandas / pyarrow / OS / decoding errors all mean "cannot read this file"
-        kind = "CSV" if path.suffix.lower() in CSV_SUFFIXES else "Parquet"
-        raise DataError(f"{path}: cannot read as {kind}: {type(exc).__name__}: {exc}") from exc
-    if len(df) == 0:
-        raise DataError(f"{path}: empty file (header only, no rows); columns: {list(df.columns)}")
-    if not all(isinstance(c, str) for c in df.columns):
-        df.columns = [str(c) for c in df.columns]
-    if df.columns.has_duplicates:
-        dup = sorted(set(df.columns[df.columns.duplicated()]))
-        raise DataError(f"{path}: column name(s) {dup} appear more than once")
-    return df
-
-
 # ---------------------------------------------------------------------------------------------- splits
-def shipped_manifest(name: str) -> Path:
-    """Path of a split manifest shipped with the library (``affect_env/data/manifests/{name}_splits.csv``).
-
-    :param name: dataset name, e.g. ``"ceap360vr"``
-    """
-    for candidate in (MANIFEST_DIR / f"{name}_splits.csv", MANIFEST_DIR / f"{name}.csv", MANIFEST_DIR / name):
-        if candidate.is_file():
-            return candidate
-    known = sorted(p.name for p in MANIFEST_DIR.glob("*.csv")) if MANIFEST_DIR.is_dir() else []
-    raise DataError(f"manifest {name!r}: no such file and no shipped manifest of that name; shipped: {known}")
-
-
-def _resolve_manifest(manifest: PathLike) -> Path:
-    """An existing manifest file, or a bare name looked up among the shipped manifests."""
-    path = Path(manifest)
-    if path.is_file():
-        return path
-    if path.parent == Path(".") and not path.exists():
-        return shipped_manifest(str(manifest))
-    raise DataError(f"{manifest}: manifest file not found")
-
-
-def _movie_name(name: str) -> str:
-    """Manifest entry -> movie id (a table-file suffix is stripped)."""
-    name = str(name).strip()
-    for suffix in TABLE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def read_manifest(path: PathLike) -> dict:
-    """Read a split manifest: CSV with columns ``movie,split`` or JSON ``{movie: split}``.
-
-    Movie names are file stems (a ``.csv`` / ``.parquet`` suffix is stripped); splits must be one of
-    ``train``, ``val``, ``test``.
-
-    :param path: manifest file
-    :return: ``{movie: split}``
-    """
-    path = Path(path)
-    if path.suffix.lower() == ".json":
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: cannot read manifest JSON: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise DataError(f"{path}: manifest JSON must be an object {{movie: split}}, got {type(raw).__name__}")
-        pairs = [(f"key {k!r}", k, v) for k, v in raw.items()]
-    else:
-        try:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
-        except Exception as exc:
-            raise DataError(f"{path}: cannot read manifest CSV: {type(exc).__name__}: {exc}") from exc
-        df.columns = [str(c).strip() for c in df.columns]
-        missing = [c for c in ("movie", "split") if c not in df.columns]
-        if missing:
-            raise DataError(f"{path}: manifest needs columns movie,split; missing {missing}, has {list(df.columns)}")
-        pairs = [(_row_ref(path, i), m, s) for i, (m, s) in enumerate(zip(df["movie"], df["split"]))]
-    out: dict = {}
-    for where, movie, split in pairs:
-        split_name = str(split).strip()
-        name = _movie_name(movie)
-        if split_name not in SPLITS:
-            raise DataError(f"{path}: {where}: split {split!r} for movie {name!r} is not one of {list(SPLITS)}")
-        if not name:
-            raise DataError(f"{path}: {where}: empty movie name")
-        if name in out and out[name] != split_name:
-            raise DataError(f"{path}: {where}: movie {name!r} is listed as both {out[name]!r} and {split_name!r}")
-        out[name] = split_name
-    if not out:
-        raise DataError(f"{path}: manifest lists no movies")
-    return out
-
-
-def _split_counts(n_groups: int, fractions: Sequence[float]) -> list:
-    """Groups per split: train and val rounded half up, test the rest; none empty when >= 3 groups."""
-    n_train = min(n_groups, int(math.floor(fractions[0] * n_groups + 0.5)))
-    n_val = min(n_groups - n_train, int(math.floor(fractions[1] * n_groups + 0.5)))
-    counts = [n_train, n_val, n_groups - n_train - n_val]
-    if n_groups >= 3:
-        for i in range(3):
-            if counts[i] == 0 and fractions[i] > 0:
-                donor = int(np.argmax(counts))
-                counts[donor] -= 1
-                counts[i] += 1
-    return counts
-
-
-def assign_splits(stems: Sequence[str], group_pattern: str = r"^([^_]+)_",
-                  split_fractions: Sequence[float] = (0.7, 0.15, 0.15)) -> dict:
-    """Deterministic subject-independent split of movie ids (see the module docstring).
-
-    :param stems: movie ids (file stems)
-    :param group_pattern: regex; its first capture group (or whole match without groups) is the group key
-    :param split_fractions: (train, val, test) fractions of the groups, summing to 1
-    :return: ``{stem: split}``
-    """
-    fractions = tuple(float(f) for f in split_fractions)
-    if len(fractions) != 3 or any(f < 0 or not math.isfinite(f) for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise DataError(f"split_fractions must be three non-negative numbers summing to 1, got {split_fractions!r}")
-    try:
-        pattern = re.compile(group_pattern)
-    except re.error as exc:
-        raise DataError(f"group_pattern {group_pattern!r} is not a valid regular expression: {exc}") from exc
-    group_of = {}
-    for stem in stems:
-        m = pattern.search(stem)
-        group_of[stem] = (m.group(1) if pattern.groups else m.group(0)) if m else stem
-    groups = sorted(set(group_of.values()))
-    counts = _split_counts(len(groups), fractions)
-    split_of_group = {}
-    start = 0
-    for split, count in zip(SPLITS, counts):
-        for g in groups[start:start + count]:
-            split_of_group[g] = split
-        start += count
-    return {stem: split_of_group[g] for stem, g in group_of.items()}
-
-
 def _splits_for(files: Sequence[Path], root: Path, manifest: Optional[PathLike], group_pattern: str,
                 split_fractions: Sequence[float]) -> tuple:
     """``({stem: split}, notes)`` from the manifest, ``splits.csv`` or the group rule."""
@@ -272,7 +119,7 @@ def _splits_for(files: Sequence[Path], root: Path, manifest: Optional[PathLike],
         split_of = assign_splits(stems, group_pattern, split_fractions)
         return split_of, [f"splits: deterministic grouped rule (pattern {group_pattern!r}, "
                           f"fractions {tuple(split_fractions)})"]
-    path = _resolve_manifest(manifest)
+    path = resolve_manifest(manifest)
     table = read_manifest(path)
     unlisted = [s for s in stems if s not in table]
     if unlisted:
@@ -368,41 +215,23 @@ def _check_structure(path: Path, df: pd.DataFrame, time_column: str, targets: Se
             raise DataError(f"{path}: feature columns differ from {ref_path.name}: missing {missing}, extra {extra}")
 
 
-def _numeric(path: Path, df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    """``(n, len(columns))`` float64; a non-numeric value raises naming its row and column."""
-    out = np.empty((len(df), len(columns)), dtype=np.float64)
-    for j, c in enumerate(columns):
-        s = df[c]
-        if s.dtype.kind in "biuf":
-            out[:, j] = s.to_numpy(dtype=np.float64)
-            continue
-        num = pd.to_numeric(s, errors="coerce")
-        bad = np.flatnonzero(num.isna().to_numpy() & s.notna().to_numpy())
-        if len(bad):
-            i = int(bad[0])
-            raise DataError(f"{path}: {_row_ref(path, i)}, column {c!r}: non-numeric value {s.iloc[i]!r}"
-                            f" ({len(bad)} such value(s) in this column)")
-        out[:, j] = num.to_numpy(dtype=np.float64, na_value=np.nan)
-    return out
-
-
 def _check_time(path: Path, t: np.ndarray, time_column: str) -> None:
     """Time must be finite, non-negative and strictly increasing."""
     bad = np.flatnonzero(~np.isfinite(t))
     if len(bad):
         i = int(bad[0])
-        raise DataError(f"{path}: {_row_ref(path, i)}, column {time_column!r}: time is {float(t[i])!r} "
+        raise DataError(f"{path}: {row_ref(path, i)}, column {time_column!r}: time is {float(t[i])!r} "
                         f"(must be finite)")
     neg = np.flatnonzero(t < 0)
     if len(neg):
         i = int(neg[0])
-        raise DataError(f"{path}: {_row_ref(path, i)}, column {time_column!r}: negative time {float(t[i])!r} "
+        raise DataError(f"{path}: {row_ref(path, i)}, column {time_column!r}: negative time {float(t[i])!r} "
                         f"(time is seconds from the start of the movie)")
     back = np.flatnonzero(np.diff(t) <= 0)
     if len(back):
         i = int(back[0]) + 1
-        raise DataError(f"{path}: {_row_ref(path, i)}, column {time_column!r}: time is not increasing "
-                        f"({float(t[i - 1])!r} at {_row_ref(path, i - 1)}, then {float(t[i])!r})")
+        raise DataError(f"{path}: {row_ref(path, i)}, column {time_column!r}: time is not increasing "
+                        f"({float(t[i - 1])!r} at {row_ref(path, i - 1)}, then {float(t[i])!r})")
 
 
 def _check_lengths(path: Path, values: np.ndarray, names: Sequence[str]) -> None:
@@ -415,38 +244,27 @@ def _check_lengths(path: Path, values: np.ndarray, names: Sequence[str]) -> None
     short = np.flatnonzero(last < longest)
     if len(short):
         j, k = int(short[0]), int(np.argmax(last))
-        ends = f"has values only up to {_row_ref(path, int(last[j]))}" if last[j] >= 0 else "has no values"
+        ends = f"has values only up to {row_ref(path, int(last[j]))}" if last[j] >= 0 else "has no values"
         raise DataError(f"{path}: column {names[j]!r} {ends}, but column {names[k]!r} goes on to "
-                        f"{_row_ref(path, longest)}: features and targets must have the same length "
+                        f"{row_ref(path, longest)}: features and targets must have the same length "
                         f"(pass impute='ffill' or 'zero' to fill the missing tail)")
 
 
-def _impute_missing(path: Path, values: np.ndarray, names: Sequence[str], impute: Optional[str]) -> list:
-    """Fill NaN / inf in place (or raise without ``impute``); returns notes naming counts per column."""
+def _impute_missing(path: Path, values: np.ndarray, names: Sequence[str], impute: Optional[str]) -> tuple:
+    """``(values, notes)``: NaN / inf filled (or raise without ``impute``), notes naming counts per column."""
     bad = ~np.isfinite(values)
     if not bad.any():
-        return []
+        return values, []
     if impute is None:
         i, j = (int(x) for x in np.argwhere(bad)[0])
-        raise DataError(f"{path}: {_row_ref(path, i)}, column {names[j]!r}: value is {float(values[i, j])!r} "
+        raise DataError(f"{path}: {row_ref(path, i)}, column {names[j]!r}: value is {float(values[i, j])!r} "
                         f"({int(bad.sum())} non-finite value(s) in this file); pass impute='ffill' or "
                         f"impute='zero' to fill them")
-    notes = []
-    for j in np.flatnonzero(bad.any(axis=0)):
-        col = values[:, j]
-        miss = bad[:, j]
-        if not (~miss).any() and impute == "ffill":
-            raise DataError(f"{path}: column {names[j]!r} has no finite value to forward-fill from")
-        if impute == "zero":
-            col[miss] = 0.0
-        else:
-            idx = np.where(~miss, np.arange(len(col)), 0)
-            np.maximum.accumulate(idx, out=idx)
-            first = int(np.argmax(~miss))
-            idx[: first] = first
-            col[:] = col[idx]
-        notes.append(f"{path.name}: imputed {int(miss.sum())} value(s) in column {names[j]!r} ({impute})")
-    return notes
+    values, bad = fill_nonfinite(
+        values, impute, lambda j: f"{path}: column {names[j]!r} has no finite value to forward-fill from")
+    notes = [f"{path.name}: imputed {int(bad[:, j].sum())} value(s) in column {names[j]!r} ({impute})"
+             for j in np.flatnonzero(bad.any(axis=0))]
+    return values, notes
 
 
 # ------------------------------------------------------------------------------------------ sequences
@@ -467,14 +285,14 @@ class _Sequence:
 def _load_sequence(path: Path, df: pd.DataFrame, time_column: str, targets: Sequence[str],
                    feature_cols: Sequence[str], impute: Optional[str]) -> _Sequence:
     """Validated time, features and targets of one file; target columns it lacks are zeros (noted)."""
-    t = _numeric(path, df, [time_column])[:, 0]
+    t = numeric_columns(path, df, [time_column])[:, 0]
     _check_time(path, t, time_column)
     present = [c for c in targets if c in df.columns]
     names = list(feature_cols) + present
-    values = _numeric(path, df, names)
+    values = numeric_columns(path, df, names)
     if impute is None:
         _check_lengths(path, values, names)
-    notes = _impute_missing(path, values, names, impute)
+    values, notes = _impute_missing(path, values, names, impute)
     d = len(feature_cols)
     target_values = np.zeros((len(t), len(targets)), dtype=np.float64)
     for j, name in enumerate(targets):
@@ -510,9 +328,9 @@ def _layout(seq: _Sequence, seconds: float, impute: Optional[str]) -> None:
     if len(empty):
         if impute is None:
             i = int(empty[0])
-            before = (f"the row before is {_row_ref(seq.path, int(lo[i]) - 1)} at t={t[lo[i] - 1]:g} s"
+            before = (f"the row before is {row_ref(seq.path, int(lo[i]) - 1)} at t={t[lo[i] - 1]:g} s"
                       if lo[i] > 0 else "no row before it")
-            after = f"the next is {_row_ref(seq.path, int(lo[i]))} at t={t[lo[i]]:g} s"
+            after = f"the next is {row_ref(seq.path, int(lo[i]))} at t={t[lo[i]]:g} s"
             raise DataError(f"{seq.path}: no rows between t={i * seconds:g} s and t={(i + 1) * seconds:g} s "
                             f"(segment {i}: {before}, {after}; {len(empty)} empty segment(s) in this file); "
                             f"pass impute='ffill' or 'zero', or a longer segment_seconds")
@@ -579,7 +397,7 @@ def _read_all(files: Sequence[Path], time_column: str, targets: Sequence[str], s
     frames = []
     reference = None
     for p in files:
-        df = _read_table(p)
+        df = read_table(p)
         _check_structure(p, df, time_column, targets, reference if same_columns else None, require_targets)
         if reference is None:
             reference = (p, list(df.columns))

@@ -3,14 +3,21 @@
 A :class:`MovieDataset` is a list of :class:`Movie`; a movie is ``T`` segments, each of ``K`` frames of
 ``D`` features (the modalities concatenated per frame, in the order of ``modalities``) plus one target
 vector per segment. Every reader (synthetic, generic tables, MediaEval) returns these, so the encoder,
-the environment and the agents never care where a movie came from.
+the environment and the agents never care where a movie came from. :data:`SPLITS` names the splits they all
+share.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import Optional, Sequence, Union
 
 import numpy as np
+
+#: The three splits every reader knows, in this order.
+SPLITS = ("train", "val", "test")
+#: A file or directory argument: a string or a :class:`~pathlib.Path`.
+PathLike = Union[str, Path]
 
 
 class DataError(ValueError):

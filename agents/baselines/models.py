@@ -15,15 +15,18 @@ one code path:
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
 
-from affect_env.memory import MemoryPredictor, write
+from affect_env.encoder import SegmentEncoder, atomic_torch_save, encoder_from_payload
+from affect_env.memory import DEFAULT_MEMORY_DIM, DEFAULT_N_SLOTS, MemoryPredictor, write
+from agents.config import BASELINES
 from agents.rmn.networks import SlotActor, erase_biases, mlp
 
-MODEL_NAMES = ("segment", "lstm", "memory_tbptt", "transformer")
+MODEL_NAMES = BASELINES
 
 
 class SequenceModel(nn.Module):
@@ -136,7 +139,7 @@ class MemoryTBPTT(SequenceModel):
     def __init__(self, embed_dim: int, n_slots: int, memory_dim: int, n_targets: int,
                  net_arch: Sequence[int] = (64, 64), predictor_hidden: Sequence[int] = (64,), read_heads: int = 1,
                  erase_bias: Any = 0.0, input_bias: float = 0.0, coupled_gates: bool = False,
-                 read_key_dim: int = 0, write_top_k: int = 0) -> None:
+                 read_key_dim: int = 0, write_top_k: int = 0, embed_in_output: bool = True) -> None:
         super().__init__()
         self._config = dict(embed_dim=int(embed_dim), n_slots=int(n_slots), memory_dim=int(memory_dim),
                             n_targets=int(n_targets), net_arch=[int(h) for h in net_arch],
@@ -144,11 +147,14 @@ class MemoryTBPTT(SequenceModel):
                             erase_bias=erase_biases(erase_bias, memory_dim), input_bias=float(input_bias),
                             coupled_gates=bool(coupled_gates), read_key_dim=int(read_key_dim),
                             write_top_k=int(write_top_k))
+        if not embed_in_output:  # the paper's read-out; absent from the config of models saved before it existed
+            self._config["embed_in_output"] = False
         gates = {"coupled_gates": True} if coupled_gates else {}  # only passed when used
         self.actor = SlotActor(embed_dim, n_slots, memory_dim, list(net_arch), self._config["erase_bias"], input_bias,
                                write_top_k=int(write_top_k), **gates)
         self.predictor = MemoryPredictor(embed_dim, n_slots, memory_dim, n_targets, hidden=list(predictor_hidden),
-                                         read_heads=read_heads, key_dim=int(read_key_dim))
+                                         read_heads=read_heads, key_dim=int(read_key_dim),
+                                         embed_in_output=embed_in_output)
 
     @property
     def n_targets(self) -> int:
@@ -242,10 +248,10 @@ class WindowTransformer(SequenceModel):
 
 
 def build_model(name: str, embed_dim: int, n_targets: int, window: int = 64, hidden: int = 64,
-                n_slots: int = 10, memory_dim: int = 32, net_arch: Sequence[int] = (64, 64),
+                n_slots: int = DEFAULT_N_SLOTS, memory_dim: int = DEFAULT_MEMORY_DIM, net_arch: Sequence[int] = (64, 64),
                 predictor_hidden: Sequence[int] = (64,), read_heads: int = 1, erase_bias: Any = 0.0,
                 input_bias: float = 0.0, coupled_gates: bool = False, read_key_dim: int = 0,
-                write_top_k: int = 0) -> SequenceModel:
+                write_top_k: int = 0, embed_in_output: bool = True) -> SequenceModel:
     """A baseline by name (one of :data:`MODEL_NAMES`).
 
     :param window: the transformer's input window (the recurrent models' TBPTT window is a training option)
@@ -262,7 +268,7 @@ def build_model(name: str, embed_dim: int, n_targets: int, window: int = 64, hid
         return LSTMBaseline(embed_dim, n_targets, hidden)
     if name == "memory_tbptt":
         return MemoryTBPTT(embed_dim, n_slots, memory_dim, n_targets, net_arch, predictor_hidden, read_heads,
-                           erase_bias, input_bias, coupled_gates, read_key_dim, write_top_k)
+                           erase_bias, input_bias, coupled_gates, read_key_dim, write_top_k, embed_in_output)
     if name == "transformer":
         return WindowTransformer(embed_dim, n_targets, window=window, d_model=hidden)
     raise ValueError(f"unknown baseline model {name!r}; choose one of {MODEL_NAMES}")
@@ -276,3 +282,30 @@ def model_from_config(name: str, config: dict) -> SequenceModel:
     if name not in MODEL_CLASSES:
         raise ValueError(f"unknown baseline model {name!r} in checkpoint; choose one of {MODEL_NAMES}")
     return MODEL_CLASSES[name](**config)
+
+
+def save_baseline(path: Path, model: SequenceModel, encoder: SegmentEncoder, extra: Optional[dict] = None) -> None:
+    """Write the model (name, config, weights) and its segment encoder to ``path`` atomically."""
+    payload = {"model": model.name, "config": model.config(),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "encoder": dict(encoder.spec(), state_dict={k: v.detach().cpu() for k, v in encoder.state_dict().items()}),
+               **(extra or {})}
+    atomic_torch_save(payload, Path(path))
+
+
+def load_baseline(path: Path, device: str = "cpu") -> tuple:
+    """``(model, encoder)`` from a ``model.pt`` written by :func:`save_baseline` (or its run directory).
+
+    :raises ValueError: naming the file where there is none or it is not a saved baseline
+    """
+    path = Path(path)
+    path = path / "model.pt" if path.is_dir() else path
+    if not path.exists():
+        raise ValueError(f"{path}: no baseline model found (give a run directory or its model.pt)")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=False)
+        model = model_from_config(payload["model"], payload["config"])
+    except (RuntimeError, EOFError, KeyError, TypeError, OSError) as err:
+        raise ValueError(f"{path}: not a saved baseline model ({type(err).__name__}: {err})") from None
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval(), encoder_from_payload(payload["encoder"])

@@ -20,9 +20,8 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer
 
 from affect_env.memory import check_choice, decode_action
+from agents.config import POSITIONS, SPACINGS
 
-SPACINGS = ("uniform", "log", "mixed")  # distances of the credit loss's reads
-POSITIONS = ("uniform", "mixed")  # positions in their movie of the credit loss's writes
 LOG_KEEP_FLOOR = 20.0  # one write removes at most all but exp(-20) of a value from the stored sensitivity
 
 
@@ -31,6 +30,13 @@ def log_keep_step(overwrite):
     if isinstance(overwrite, torch.Tensor):
         return torch.log1p(-overwrite.clamp(0.0, 1.0 - 1e-6)).clamp_min(-LOG_KEEP_FLOOR)
     return np.maximum(np.log1p(-np.clip(overwrite, 0.0, 1.0 - 1e-6)), -LOG_KEEP_FLOOR).astype(np.float32)
+
+
+def start_memory(m0: torch.Tensor, prev_memory: torch.Tensor, starts_movie: torch.Tensor) -> torch.Tensor:
+    """``m_{t-1}`` of sampled steps: the stored memory, or the live (trainable) ``m0`` where a step starts its movie
+    (the ``prev_memory`` and ``starts_movie`` of the samples below), so that ``m0`` is trained through each movie's
+    first write."""
+    return torch.where(starts_movie[:, None, None], m0.unsqueeze(0).expand_as(prev_memory), prev_memory)
 
 
 class WindowSamples(NamedTuple):
@@ -216,7 +222,8 @@ class LabelReplayBuffer(BaseBuffer):
         for _ in range(100):
             n = 2 * batch_size + 8
             i = np.random.randint(0, size, size=n)
-            dist = np.exp(np.random.uniform(0.0, np.log(max_distance + 1), size=n)).astype(np.int64).clip(1, max_distance)
+            dist = np.exp(np.random.uniform(0.0, np.log(max_distance + 1), size=n)).astype(np.int64)
+            dist = dist.clip(1, max_distance)
             j = (i + dist) % self.buffer_size
             ok = self._same_stretch(i, j, dist) & self._window_ok(i, 0)
             starts, later = np.concatenate([starts, i[ok]]), np.concatenate([later, j[ok]])

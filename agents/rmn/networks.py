@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from affect_env.memory import WriteAction, check_count
+from agents.config import MemoryConfig
 
 
 def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: type = nn.ReLU) -> nn.Sequential:
@@ -49,29 +50,14 @@ class SlotFeatures(nn.Module):
 
 
 def erase_biases(spec: Union[float, Sequence[float]], memory_dim: int) -> Union[float, list]:
-    """Initial erase-gate biases from a config value: a number (every dimension), or ``[first, last]``.
+    """Initial erase-gate biases from a config value and the slot size ``d``: one number (every dimension),
+    ``[first, last]`` spread linearly over the ``d`` dimensions, or ``d`` values (see
+    :meth:`agents.config.MemoryConfig.erase_biases`, which this asks: it is for callers that hold the two
+    values rather than a :class:`~agents.config.MemoryConfig`).
 
-    ``[first, last]`` spreads the biases linearly over the ``d`` dimensions of every slot, so each slot starts
-    with fast dimensions (an erase gate near ``sigmoid(first)``: running averages over tens of segments) and
-    slow ones (``sigmoid(last)``: kept for thousands), in the spirit of the "chrono" initialisation of LSTM
-    gates (Tallec & Ollivier, 2018). A list of ``d`` values is taken as is.
+    :raises ValueError: when ``spec`` is a list of neither 2 nor ``d`` values
     """
-    if np.isscalar(spec):
-        return float(spec)
-    values = [float(v) for v in spec]
-    if len(values) == 2 and memory_dim > 1:  # [first, last]; for d = 2 the spread is the pair itself
-        return np.linspace(values[0], values[1], memory_dim).tolist()
-    if len(values) != memory_dim:
-        raise ValueError(f"erase_bias: give one number, [first, last] or {memory_dim} values, got {len(values)}")
-    return values
-
-
-def check_write_top_k(k: int) -> int:
-    """``k`` if it can be the number of slots a write touches, else a ``ValueError``.
-
-    0, or any ``k >= n_slots``, means all slots: a study over ``n_slots`` keeps one ``write_top_k`` for every N.
-    """
-    return check_count("write_top_k", k, "all slots")
+    return MemoryConfig(memory_dim=memory_dim, erase_bias=spec).erase_biases()
 
 
 def check_top_k_weight(weight: float) -> float:
@@ -94,7 +80,7 @@ class SlotActor(nn.Module):
         stay within ``[-1, 1]``); the action still carries all four parts
     :param write_top_k: write only the ``k`` slots with the largest attention logits (the softmax runs over those,
         the others get exactly zero weight, so a slot the writer does not choose stays as it is); 0 or
-        ``k >= n_slots``: all slots
+        ``k >= n_slots``: all slots (so a study over ``n_slots`` keeps one ``write_top_k`` for every N)
     :param top_k_weight: with ``write_top_k``, the attention is ``w * top_k + (1 - w) * full softmax`` (1: the
         top-k write alone); the agent can raise it over a run (``RMN``'s ``write_top_k_weight``)
     """
@@ -103,7 +89,7 @@ class SlotActor(nn.Module):
                  erase_bias: Union[float, Sequence[float]] = 0.0, input_bias: float = 0.0,
                  coupled_gates: bool = False, write_top_k: int = 0, top_k_weight: float = 1.0):
         super().__init__()
-        write_top_k = check_write_top_k(write_top_k)
+        write_top_k = check_count("write_top_k", write_top_k, "all slots")
         self.n_slots, self.memory_dim, self.coupled_gates = n_slots, memory_dim, coupled_gates
         self.write_top_k = write_top_k if 0 < write_top_k < n_slots else 0
         self.top_k_weight = check_top_k_weight(top_k_weight)
@@ -158,8 +144,9 @@ class AfterstateCritic(nn.Module):
 class NumpySlotActor:
     """The same forward as a :class:`SlotActor`, in NumPy for one segment at a time (streaming inference).
 
-    Small per-step torch calls dominate the cost of streaming one long movie; this mirror of the forward pass
-    runs several times faster. Weights are re-exported whenever the torch module's parameters change.
+    Small per-step torch calls dominate the cost of streaming one long movie, and NumPy runs the same few small
+    matrix products with far less overhead per call. Weights are re-exported whenever the torch module's
+    parameters change.
     """
 
     def __init__(self, actor: SlotActor) -> None:

@@ -1,7 +1,8 @@
 """RMN policy: structured write actor, afterstate critic, predictor head (with ``m0``) and segment encoder."""
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+import dataclasses
+from typing import Any, Optional, Union
 
 import torch
 from gymnasium import spaces
@@ -11,32 +12,41 @@ from torch.autograd.graph import increment_version
 
 from affect_env.encoder import SegmentEncoder, encoder_from_payload
 from affect_env.memory import MemoryPredictor, WriteAction, encode_action
-from agents.rmn.networks import AfterstateCritic, SlotActor, check_top_k_weight, check_write_top_k, erase_biases
+from agents.config import MemoryConfig, TrainConfig
+from agents.rmn.networks import AfterstateCritic, NumpySlotActor, SlotActor, check_top_k_weight
+
+#: keyword arguments Stable-Baselines3 gives its policies (by the algorithm, or back from a saved policy) that the
+#: RMN's networks do not use
+_SB3_POLICY_KWARGS = frozenset({"n_critics", "use_sde", "normalize_images", "share_features_extractor"})
 
 
 class RMNPolicy(BasePolicy):
     """Policy of :class:`~agents.rmn.rmn.RMN`: everything a trained model needs to predict from raw features.
 
+    It holds the write actor and its target, the afterstate critic and its target, the predictor (the read-out,
+    with the initial memory ``m0``) and the segment encoder. The actor and the predictor share one optimizer,
+    since one objective trains both; the critic has its own.
+
     :param observation_space: ``Dict(segment=Box(d_e), memory=Box(N, d))``
     :param action_space: ``Box(-1, 1, (N + 3 N d,))``
     :param lr_schedule: learning-rate schedule of the actor/predictor and critic optimizers
+    :param memory: sizes and initial biases of the networks (``net_arch``, ``predictor_hidden``, ``readout``,
+        ``read_heads``, ``read_key_dim``, ``erase_bias``, ``input_bias``, ``coupled_gates``, ``write_top_k``; a
+        mapping of its fields is taken over the default recipe's). Its ``n_slots`` and ``memory_dim`` are set to
+        the observation space's, as SB3 policies take their shapes from the spaces (the env's memory decides).
+        Default: ``MemoryConfig()``
     :param n_targets: number of predicted targets
-    :param net_arch: hidden sizes of the slot MLPs of the actor and the critic
-    :param predictor_hidden: hidden sizes of the predictor's score and output networks
-    :param read_heads: attention reads of the predictor
-    :param read_key_dim: query/key size of the predictor's content-addressing term (0: none)
-    :param erase_bias: initial erase-gate logit bias of the actor (one value or one per memory dimension)
-    :param input_bias: initial input-gate logit bias of the actor
-    :param coupled_gates: the actor uses its erase gate as input gate (see :class:`SlotActor`)
-    :param write_top_k: the actor writes only its ``k`` most attended slots (see :class:`SlotActor`); 0 or
-        ``k >= n_slots``: all
-    :param write_top_k_weight: the share of that top-k write in the attention, against the full softmax (1: the
-        top-k write alone)
+    :param write_top_k_weight: the share of the top-k write in the attention, against the full softmax (1: the
+        top-k write alone; the agent moves it along its schedule while training)
     :param encoder_spec: the segment encoder's kind, config and normalisation stats (``SegmentEncoder.spec()``);
         its weights live in this policy's state dict, so a saved model maps raw features to predictions
     :param optimizer_class: the optimizer of the actor/predictor and of the critic
     :param optimizer_kwargs: its keyword arguments; by default Adam's fused implementation (one kernel per step
-        instead of several small operations per parameter: about 13 % more updates/s on CPU)
+        instead of several small operations per parameter)
+    :param _unused: what Stable-Baselines3 passes to its policies and this one does not use (DDPG's
+        ``n_critics``, ``use_sde``, ``normalize_images``)
+    :raises TypeError: for any other keyword argument (e.g. a network size given outside ``memory``)
+    :raises ValueError: when ``memory.erase_bias`` lists values for another slot size than the env's
     """
 
     def __init__(
@@ -44,57 +54,65 @@ class RMNPolicy(BasePolicy):
         observation_space: spaces.Dict,
         action_space: spaces.Box,
         lr_schedule: Schedule,
+        memory: Union[MemoryConfig, dict, None] = None,
         n_targets: int = 2,
-        net_arch: Sequence[int] = (128, 128),
-        predictor_hidden: Sequence[int] = (64,),
-        read_heads: int = 1,
-        read_key_dim: int = 0,
-        erase_bias: Union[float, Sequence[float]] = 0.0,
-        input_bias: float = 0.0,
-        coupled_gates: bool = False,
-        write_top_k: int = 0,
         write_top_k_weight: float = 1.0,
         encoder_spec: Optional[dict] = None,
         optimizer_class: type = torch.optim.Adam,
         optimizer_kwargs: Optional[dict] = None,
         **_unused: Any,
     ) -> None:
+        unknown = sorted(set(_unused) - _SB3_POLICY_KWARGS)
+        if unknown:
+            raise TypeError(f"RMNPolicy got unexpected keyword arguments {unknown}: the networks' sizes and biases "
+                            "come from memory=MemoryConfig(...)")
         if optimizer_kwargs is None and optimizer_class is torch.optim.Adam:
             optimizer_kwargs = {"fused": True}
         super().__init__(observation_space, action_space, optimizer_class=optimizer_class,
                          optimizer_kwargs=optimizer_kwargs, squash_output=True)
         self.embed_dim = int(observation_space["segment"].shape[0])
         self.n_slots, self.memory_dim = (int(x) for x in observation_space["memory"].shape)
+        if isinstance(memory, dict):  # plain values (e.g. a zoo hyperparameter file), over the default recipe's
+            memory = TrainConfig.from_dict({"memory": memory}, "memory").memory
+        memory = MemoryConfig() if memory is None else memory
+        if (memory.n_slots, memory.memory_dim) != (self.n_slots, self.memory_dim):  # the env's memory decides
+            memory = dataclasses.replace(memory, n_slots=self.n_slots, memory_dim=self.memory_dim)
+        self.memory = memory
         self.n_targets = int(n_targets)
-        self.net_arch, self.predictor_hidden, self.read_heads = list(net_arch), list(predictor_hidden), int(read_heads)
-        self.read_key_dim = int(read_key_dim)
-        self.erase_bias = erase_biases(erase_bias, self.memory_dim)
-        self.input_bias, self.coupled_gates = float(input_bias), bool(coupled_gates)
-        self.write_top_k, self.write_top_k_weight = check_write_top_k(write_top_k), float(write_top_k_weight)
+        self.erase_bias = memory.erase_biases()
+        self.write_top_k_weight = float(write_top_k_weight)
         self.encoder_spec = encoder_spec
+        self._np_actor: Optional[NumpySlotActor] = None
         self._build(lr_schedule)
+
+    @property
+    def write_top_k(self) -> int:
+        """How many slots a write touches (0: all; see :class:`SlotActor`)."""
+        return self.memory.write_top_k
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(n_targets=self.n_targets, net_arch=self.net_arch, predictor_hidden=self.predictor_hidden,
-                    read_heads=self.read_heads, read_key_dim=self.read_key_dim, erase_bias=self.erase_bias,
-                    input_bias=self.input_bias, coupled_gates=self.coupled_gates, write_top_k=self.write_top_k,
-                    write_top_k_weight=self.write_top_k_weight, encoder_spec=self.encoder_spec)
+        data.update(lr_schedule=self._dummy_schedule,  # not needed to load the policy alone (as SB3's policies)
+                    memory=self.memory, n_targets=self.n_targets, write_top_k_weight=self.write_top_k_weight,
+                    encoder_spec=self.encoder_spec)
         return data
 
     # ---- one factory method per network ----------------------------------------------------------------
     def make_actor(self) -> SlotActor:
-        return SlotActor(self.embed_dim, self.n_slots, self.memory_dim, self.net_arch,
-                         self.erase_bias, self.input_bias, self.coupled_gates, self.write_top_k,
+        m = self.memory
+        return SlotActor(self.embed_dim, self.n_slots, self.memory_dim, list(m.net_arch), self.erase_bias,
+                         float(m.input_bias), bool(m.coupled_gates), m.write_top_k,
                          self.write_top_k_weight).to(self.device)
 
     def make_critic(self) -> AfterstateCritic:
-        return AfterstateCritic(self.embed_dim, self.n_slots, self.memory_dim, self.net_arch).to(self.device)
+        net_arch = list(self.memory.net_arch)
+        return AfterstateCritic(self.embed_dim, self.n_slots, self.memory_dim, net_arch).to(self.device)
 
     def make_predictor(self) -> MemoryPredictor:
+        m = self.memory
         return MemoryPredictor(self.embed_dim, self.n_slots, self.memory_dim, self.n_targets,
-                               hidden=self.predictor_hidden, read_heads=self.read_heads,
-                               key_dim=self.read_key_dim).to(self.device)
+                               hidden=list(m.predictor_hidden), read_heads=m.read_heads, key_dim=m.read_key_dim,
+                               embed_in_output=m.readout != "paper").to(self.device)
 
     def make_encoder(self) -> Optional[SegmentEncoder]:
         return None if self.encoder_spec is None else encoder_from_payload(self.encoder_spec).to(self.device)
@@ -131,6 +149,13 @@ class RMNPolicy(BasePolicy):
         :class:`~agents.rmn.RMN` sets it from its ``write_top_k_weight`` schedule while training and keeps the
         current value with a saved model."""
         self.write_top_k_weight = self.actor.top_k_weight = self.actor_target.top_k_weight = check_top_k_weight(weight)
+
+    def numpy_actor(self) -> NumpySlotActor:
+        """A NumPy mirror of the current actor, shared by collection and refresh (rebuilt when the actor is
+        replaced; it re-exports the weights whenever they change)."""
+        if self._np_actor is None or self._np_actor.actor is not self.actor:
+            self._np_actor = NumpySlotActor(self.actor)
+        return self._np_actor
 
     # ---- acting --------------------------------------------------------------------------------------
     def write_parts(self, observation: PyTorchObs) -> WriteAction:

@@ -1,0 +1,147 @@
+"""A run directory: where a run's files live, and how they are written so that nothing is ever lost.
+
+::
+
+    config.json        the TrainConfig (nested; the recipe and every field)
+    encoder.pt         the segment encoder (with the train split's normalisation statistics)
+    writer_pretrain/   the RMN's writer pretraining, a memory_tbptt run of its own (when the recipe has one)
+    checkpoint/        the latest periodic checkpoint: model.zip, replay.pkl, predictor.pt (stock algorithms),
+                       best_<step>/ (the best models as they were then), state.json (written last)
+    eval_log.csv       validation metrics during training (training curves)
+    best_model.zip     the best model on validation so far (best/<score>.zip for each score of a second set)
+    model.zip          the selected model (model.pt for a baseline)
+    metrics.csv        test metrics, global and per movie; error_by_position.csv along the movies
+    predictions/       one CSV per test movie; figures/ PNG figures; tb/ TensorBoard logs
+    summary.json       headline numbers, wall time, the recipe and its overrides
+
+Every file is written atomically (:mod:`affect_env.files`); a checkpoint's ``state.json`` is written after its
+other files, so an interrupted write leaves the previous checkpoint usable.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable, Optional
+
+import pandas as pd
+
+from affect_env.files import atomic_path, atomic_write_text
+from agents.config import TrainConfig
+
+#: what a run directory keeps of the best models so far
+BEST_ENTRIES = ("best_model.zip", "best_model.json", "best")
+
+
+def save_model(model, path: Path) -> None:
+    """``model.save`` (SB3) written atomically."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def copy_entry(src: Path, dst: Path) -> None:
+    """Copy the file or folder ``src`` (if any) to ``dst``."""
+    if src.is_dir():
+        shutil.copytree(src, dst)
+    elif src.exists():
+        shutil.copy2(src, dst)
+
+
+def remove_entry(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+class RunDirectory:
+    """The files of one run in ``path`` (see the module docstring)."""
+
+    def __init__(self, path) -> None:
+        self.path = Path(path)
+        self.checkpoint = self.path / "checkpoint"
+        self.config_file = self.path / "config.json"
+        self.eval_log = self.path / "eval_log.csv"
+        self.summary_file = self.path / "summary.json"
+        self.tensorboard = self.path / "tb"
+
+    # ---- starting and resuming ---------------------------------------------------------------------------
+    def open(self, cfg: TrainConfig, resume: bool) -> TrainConfig:
+        """The config the run goes on with, saved as ``config.json``: ``cfg`` for a new run, the saved one to
+        resume.
+
+        :raises ValueError: resuming where no run is, or starting a new run where one already is
+        """
+        if resume:
+            if not self.config_file.exists():
+                raise ValueError(f"--resume {self.path}: no config.json there (not a run directory)")
+            cfg = TrainConfig.load(self.config_file)
+        elif self.has_checkpoint() or self.summary_file.exists():
+            raise ValueError(f"{self.path} already holds a run: use --resume {self.path} to continue it or "
+                             "another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        cfg.save(self.config_file)
+        return cfg
+
+    def has_checkpoint(self) -> bool:
+        return (self.checkpoint / "state.json").exists()
+
+    def checkpoint_state(self) -> dict:
+        """The latest checkpoint's ``state.json``: ``num_timesteps``, ``wall_s``, ``best``."""
+        return json.loads((self.checkpoint / "state.json").read_text())
+
+    # ---- checkpoints ------------------------------------------------------------------------------------
+    def save_checkpoint(self, model, wall_s: float, extra: Optional[Callable[[Path], None]] = None) -> None:
+        """Write ``checkpoint/``: the model, its replay buffer (off-policy), ``extra(checkpoint_dir)``'s files, a
+        copy of the best models so far (``best_<step>/``), then ``state.json``. Each file is written atomically
+        and ``state.json`` last, so a crash leaves the previous checkpoint's state in place."""
+        ckpt = self.checkpoint
+        ckpt.mkdir(parents=True, exist_ok=True)
+        save_model(model, ckpt / "model.zip")
+        if getattr(model, "replay_buffer", None) is not None:
+            with atomic_path(ckpt / "replay.pkl") as tmp:
+                model.save_replay_buffer(tmp)
+        if extra is not None:
+            extra(ckpt)
+        best = ckpt / f"best_{int(model.num_timesteps)}"
+        shutil.rmtree(best, ignore_errors=True)  # left by a crash
+        best.mkdir()
+        for entry in BEST_ENTRIES:
+            copy_entry(self.path / entry, best / entry)
+        write_json(ckpt / "state.json", {"num_timesteps": int(model.num_timesteps), "wall_s": wall_s,
+                                         "best": best.name})
+        for old in ckpt.glob("best_*"):
+            if old != best:
+                shutil.rmtree(old)
+
+    def restore_best(self, state: dict) -> None:
+        """Resuming: put back the best models as the checkpoint described by ``state`` saw them (none where there
+        is no checkpoint, ``state == {}``), so that the resumed run selects among the validations it keeps, not
+        among those of the interrupted part after its checkpoint. A checkpoint written before these copies
+        existed (no ``"best"`` in ``state``) leaves the best models as they are."""
+        if state and "best" not in state:
+            return
+        for entry in BEST_ENTRIES:
+            remove_entry(self.path / entry)
+        if state:
+            for entry in BEST_ENTRIES:
+                copy_entry(self.checkpoint / state["best"] / entry, self.path / entry)
+
+    # ---- logs and results -------------------------------------------------------------------------------
+    def truncate_eval_log(self, keep: Callable[[pd.Series], pd.Series]) -> None:
+        """Keep the rows of ``eval_log.csv`` for which ``keep(timesteps)`` holds (a resumed run redoes the rest)."""
+        if self.eval_log.exists():
+            rows = pd.read_csv(self.eval_log)
+            kept = rows[keep(rows["timesteps"])]
+            if len(kept) < len(rows):
+                atomic_write_text(self.eval_log, kept.to_csv(index=False))
+
+    def append_eval_row(self, row: dict) -> None:
+        pd.DataFrame([row]).to_csv(self.eval_log, mode="a", header=not self.eval_log.exists(), index=False)
+
+    def write_summary(self, summary: dict) -> None:
+        write_json(self.summary_file, summary)
