@@ -10,8 +10,8 @@ from gymnasium import spaces
 
 from affect_env.data import FeatureStats, MovieDataset, load_dataset
 from affect_env.encoder import SegmentEncoder, make_encoder
-from affect_env.memory import (DEFAULT_MEMORY_DIM, DEFAULT_N_SLOTS, MemoryPredictor, action_dim, check_choice, check_reward_error, decode_action,
-                               prediction_error, write)
+from affect_env.memory import (DEFAULT_MEMORY_DIM, DEFAULT_N_SLOTS, MemoryPredictor, action_dim, check_choice,
+                               check_reward_error, decode_action, prediction_error, write)
 
 PREDICTOR_MODES = ("online", "shared", "frozen")
 MOVIE_ORDERS = ("random", "sequential")

@@ -173,10 +173,11 @@ class MemoryPredictor(nn.Module):
 
     ``w = softmax_n(score([e, m(n)]))`` per read head, ``read = sum_n w(n) m(n)``,
     ``y = out([read_1, ..., read_H, e])``. With ``hidden=()``, one head and ``embed_in_output=False``
-    (``y = out(read)``), both are single FC layers, as in the paper. With ``key_dim > 0`` each head's score also gets a content-addressing term
-    ``q(e) . k(m(n)) / sqrt(key_dim)`` (a query from the segment matched against a key of each slot, as in the
-    NTM's content addressing): the slot that holds "this face" can then be found by a match, which a score
-    that only adds the segment's and the slot's contributions has to build out of many hidden units.
+    (``y = out(read)``), both are single FC layers, as in the paper. With ``key_dim > 0`` each head's score also
+    gets a content-addressing term ``q(e) . k(m(n)) / sqrt(key_dim)`` (a query from the segment matched against a
+    key of each slot, as in the NTM's content addressing): the slot that holds "this face" can then be found by a
+    match, which a score that only adds the segment's and the slot's contributions has to build out of many hidden
+    units.
 
     :param embed_dim: segment embedding size ``d_e``
     :param n_slots: memory slots ``N``

@@ -9,6 +9,7 @@ as its default. Values are resolved in this order: the named recipe (``--recipe`
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,12 +102,17 @@ def interrupted(out) -> int:
     return 130
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run_cli(main: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None,
             interrupted: str = "interrupted") -> int:
     """Run ``main``; bad data or arguments print one ``error:`` line and exit 2, without a traceback.
 
     :param interrupted: the line printed on Ctrl-C (exit status 130)
     """
+    signal.signal(signal.SIGTERM, _interrupt)  # a polite kill stops a run as Ctrl-C does: checkpointed
     try:
         return main(argv)
     except (DataError, ValueError, FileNotFoundError, KeyError) as err:

@@ -18,7 +18,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Literal, Optional, Union, get_args
+from typing import Annotated, Literal, Optional, Union, get_args, get_type_hints
 
 import numpy as np
 import tyro
@@ -71,7 +71,7 @@ Algo = Literal["rmn", "ddpg", "td3", "sac", "ppo", "a2c", "tqc", "recurrentppo",
 ALGORITHMS = get_args(Algo)
 STOCK_ALGORITHMS = ALGORITHMS[1:8]
 BASELINES = ALGORITHMS[8:]
-RecipeName = Literal["default", "paper"]
+RecipeName = Literal["default", "paper", "quick"]
 Readout = Literal["mlp", "paper"]
 
 
@@ -273,8 +273,9 @@ class AlgorithmConfig(Part):
             check_positive("final_learning_rate", self.final_learning_rate, strict=False)
         if not (isinstance(self.tau, (int, float)) and 0 < self.tau <= 1):
             raise ValueError(f"tau must lie in (0, 1], got {self.tau!r}")
-        if not (isinstance(self.gamma, (int, float)) and 0 <= self.gamma <= 1):
-            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma!r}")
+        if not (isinstance(self.gamma, (int, float)) and 0 <= self.gamma < 1):
+            raise ValueError(f"gamma must lie in [0, 1) (a discount below 1: bootstrapped values stay finite), "
+                             f"got {self.gamma!r}")
 
 
 @dataclass
@@ -466,7 +467,8 @@ class TrainConfig(Part):
     """Everything a training run needs; saved as ``config.json`` in the run directory."""
 
     recipe: RecipeName = "default"
-    """the named recipe the config starts from: 'default' (the project's) or 'paper' (the paper as written)"""
+    """the named recipe the config starts from: 'default' (the project's), 'paper' (the paper as written) or
+    'quick' (the default's method on a budget of minutes, to try the project)"""
     env: str = "LiRISMemory-v0"
     """environment id"""
     data: DataConfig = field(default_factory=DataConfig)
@@ -508,10 +510,15 @@ class TrainConfig(Part):
 
     def update(self, data: dict, where: str = "config") -> "TrainConfig":
         """A copy with the fields of ``data`` replaced: a nested mapping, dotted paths (``"memory.n_slots"``) or
-        bare field names (``"n_slots"``). Every part is validated again.
+        bare field names (``"n_slots"``). A new ``recipe`` takes that recipe's values, with the fields this config
+        overrides kept. Every part is validated again.
 
         :raises ValueError: naming ``where`` and the field, for an unknown field or a bad value
         """
+        data = dict(data)
+        name = data.pop("recipe", self.recipe)
+        if name != self.recipe:  # another recipe: its values, with this config's own overrides kept
+            return TrainConfig.from_dict({"recipe": name, **self.overrides(), **data}, where)
         return TrainConfig.from_dict(_with_fields(self.to_dict(), data, where), where)
 
     def overrides(self) -> dict:
@@ -643,12 +650,16 @@ def _build(cls, tree: dict):
     unknown = sorted(set(tree) - {f.name for f in fields(cls)})
     if unknown:
         raise ValueError(f"{cls.__name__} has no field {', '.join(unknown)}")
-    kwargs = {}
+    kwargs, hints = {}, get_type_hints(cls)
     for f in fields(cls):
         if f.name not in tree:
             continue
-        sub = _PART_TYPES.get(f.name)
-        kwargs[f.name] = _build(sub, tree[f.name]) if sub is not None else tree[f.name]
+        sub, value = _PART_TYPES.get(f.name), tree[f.name]
+        if sub is not None:
+            value = _build(sub, value)
+        elif isinstance(value, list) and "tuple" in str(hints[f.name]):  # JSON's lists back to the field's tuples
+            value = tuple(value)
+        kwargs[f.name] = value
     return cls(**kwargs)
 
 
@@ -682,7 +693,17 @@ def paper_recipe() -> TrainConfig:
     )
 
 
-RECIPES = {"default": default_recipe, "paper": paper_recipe}
+def quick_recipe() -> TrainConfig:
+    """The default recipe on a budget of a few minutes on 2 CPU cores: 3 encoder epochs, 12 of writer
+    pretraining, 10,000 RMN steps, validations and checkpoints scaled to that budget. A way to try the project,
+    not its results."""
+    return TrainConfig(recipe="quick", encoding=EncoderConfig(encoder_epochs=3),
+                       algorithm=AlgorithmConfig(timesteps=10_000),
+                       warm_start=WarmStartConfig(pretrain_writer_epochs=12),
+                       run=RunConfig(eval_every=2_500, checkpoint_every=5_000))
+
+
+RECIPES = {"default": default_recipe, "paper": paper_recipe, "quick": quick_recipe}
 
 
 def recipe(name: str) -> TrainConfig:

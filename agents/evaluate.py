@@ -33,10 +33,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--dataset-options", nargs="*", default=[], metavar="KEY=VALUE",
                         help="dataset reader options on top of the run's (values are JSON, else text), e.g. "
                              "length=2000 dependency_distance=1000")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     check_count("--position-stretch", args.position_stretch, "a tenth of the longest movie")
     metrics = evaluate_run(args.run, args.split, args.dataset, args.out, args.device,
-                           parse_options(args.dataset_options, "--dataset-options"), args.position_stretch)
+                           parse_options(args.dataset_options, "--dataset-options"), args.position_stretch,
+                           progress=not args.no_progress)
     g = metrics.iloc[0]
     shown = {k: round(float(g[k]), 4) for k in metrics.columns if k != "scope" and k in g and pd.notna(g[k])}
     print(json.dumps({"split": args.split, "movies": len(metrics) - 1, **shown}, indent=2))

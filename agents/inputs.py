@@ -52,8 +52,9 @@ def build_encoder(cfg: TrainConfig, data: dict, out: Path, progress: bool = True
         encoder = PoolingEncoder(FeatureStats.fit(data["train"]))
     elif enc.encoder == "lstm":
         encoder, history = pretrain_encoder(
-            data["train"], data["val"], hidden_size=enc.encoder_hidden, reconstruction_weight=enc.encoder_reconstruction,
-            epochs=enc.encoder_epochs, seed=cfg.run.seed, progress=progress)
+            data["train"], data["val"], hidden_size=enc.encoder_hidden,
+            reconstruction_weight=enc.encoder_reconstruction, epochs=enc.encoder_epochs, seed=cfg.run.seed,
+            progress=progress)
         pd.DataFrame(history).to_csv(out / "encoder_history.csv", index=False)
     else:
         path = Path(enc.encoder)

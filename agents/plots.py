@@ -14,9 +14,10 @@ import pandas as pd  # noqa: E402
 
 def plot_predictions(path: Path, movies: Sequence, predictions: Sequence[np.ndarray], target_names: Sequence[str],
                      max_movies: int = 3) -> None:
-    """Predicted vs true curves for the first ``max_movies`` movies, one row per movie, one column per target."""
+    """Predicted vs true curves for the first ``max_movies`` movies, one row per movie, one column per target; the
+    legend sits below the panels, off the curves."""
     n = min(max_movies, len(movies))
-    fig, axes = plt.subplots(n, len(target_names), figsize=(6 * len(target_names), 2.4 * n), squeeze=False)
+    fig, axes = plt.subplots(n, len(target_names), figsize=(6 * len(target_names), 2.4 * n + 0.6), squeeze=False)
     for r in range(n):
         movie, pred = movies[r], predictions[r]
         for c, name in enumerate(target_names):
@@ -27,8 +28,10 @@ def plot_predictions(path: Path, movies: Sequence, predictions: Sequence[np.ndar
             ax.plot(movie.times, pred[:, c], color="tab:red", lw=1, label="prediction")
             ax.set_title(f"{movie.movie_id} — {name}", fontsize=9)
             ax.set_xlabel("time (s)")
-    axes[0, 0].legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
+            ax.set_ylabel(name)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -48,18 +51,31 @@ def plot_memory_attention(path: Path, movie_id: str, attention: np.ndarray, time
 
 
 def plot_training_curves(path: Path, log: pd.DataFrame) -> None:
-    """Validation MSE (and gap_closed when known) against environment steps; a second validation set's
-    (``long_*`` columns) beside the first's on the same axes."""
-    cols = [c for c in ("mse", "gap_closed") if c in log.columns]
-    fig, axes = plt.subplots(1, len(cols), figsize=(5 * len(cols), 3.2), squeeze=False)
-    for ax, col in zip(axes[0], cols):
-        ax.plot(log["timesteps"], log[col], marker="o", label="validation")
-        if f"long_{col}" in log.columns:
-            ax.plot(log["timesteps"], log[f"long_{col}"], marker="s", label="second validation set")
-            ax.legend()
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel(f"validation {col}")
+    """The run's curves from ``eval_log.csv``: the validation scores (``gap_closed`` where known, MSE; a second
+    validation set's beside the first's), and, where logged, the training losses and the episode reward, all
+    against environment steps (segments seen for the epoch-trained baselines)."""
+    x_label = "segments seen" if "epoch" in log.columns else "environment steps"
+    panels = [(c, f"validation {c}") for c in ("gap_closed", "mse") if c in log.columns]
+    losses = [c for c in log.columns if c.startswith("train_") and c.endswith("_loss")]
+    if losses:
+        panels.append((losses, "training losses"))
+    if "rollout_ep_rew_mean" in log.columns:
+        panels.append(("rollout_ep_rew_mean", "episode reward (training)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.4), squeeze=False)
+    for ax, (cols, title) in zip(axes[0], panels):
+        for col in ([cols] if isinstance(cols, str) else cols):
+            shown = log[["timesteps", col]].dropna()
+            ax.plot(shown["timesteps"], shown[col], marker="o", ms=3, label=col.removeprefix("train_"))
+            if f"long_{col}" in log.columns:
+                ax.plot(log["timesteps"], log[f"long_{col}"], marker="s", ms=3, label="second validation set")
+        if len(ax.get_lines()) > 1:
+            ax.legend(fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(title.split(" (")[0])
         ax.grid(alpha=0.3)
+    if len(log) < 2:
+        fig.suptitle("one validation so far: a longer run draws curves", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

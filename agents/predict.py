@@ -266,7 +266,8 @@ def _plot(path: Path, tables: List[Tuple[str, pd.DataFrame]], target_names: Sequ
             ax.plot(table["time"], table[name], lw=1, label=name)
         ax.set_title(f"{movie_id}: predictions", fontsize=9)
         ax.set_xlabel("time (s)")
-    axes[0, 0].legend(fontsize=8, loc="upper right")
+        ax.set_ylabel("predicted value")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # beside the curves
     fig.tight_layout()
     try:
         with atomic_path(path) as tmp:

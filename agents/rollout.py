@@ -5,6 +5,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from affect_env.memory import MemoryPredictor, WriteAction, write
 from agents.rmn.networks import NumpySlotActor, SlotActor
@@ -17,6 +18,7 @@ def rollout(
     embeddings: Sequence[np.ndarray],
     device: str = "cpu",
     batch_movies: int = 64,
+    progress: bool = False,
 ) -> list:
     """Predict every segment of every movie, a batch of movies at a time, one segment at a time.
 
@@ -25,12 +27,15 @@ def rollout(
     :param write_policy: ``(e_t, m_{t-1}) -> WriteAction`` (e.g. an RMN actor)
     :param predictor: reads ``(e_t, m_t)``; its ``m0`` starts every movie
     :param embeddings: one ``(T_i, d_e)`` array per movie
+    :param progress: a progress bar over the segments of all movies (an evaluation a user waits on)
     :return: one dict per movie with ``prediction (T, n_targets)`` and ``attention (T, N)`` (the write's)
     """
     if len(embeddings) == 1 and isinstance(write_policy, SlotActor) and str(device) == "cpu":
         return [stream_movie(NumpySlotActor(write_policy), predictor, embeddings[0])]
     results: list = [None] * len(embeddings)
     order = np.argsort([-len(e) for e in embeddings])  # batch movies of similar length together
+    bar = tqdm(total=sum(len(e) for e in embeddings), desc="predict", unit="segment", disable=not progress,
+               mininterval=2.0)
     for start in range(0, len(order), batch_movies):
         idx = order[start:start + batch_movies]
         lengths = np.array([len(embeddings[i]) for i in idx])
@@ -48,8 +53,10 @@ def rollout(
             m = write(m, parts)
             preds[:, t] = predictor(e, m).cpu().numpy()
             atts[:, t] = parts.attention.cpu().numpy()
+            bar.update(int((lengths > t).sum()))
         for b, i in enumerate(idx):
             results[i] = {"prediction": preds[b, :lengths[b]], "attention": atts[b, :lengths[b]]}
+    bar.close()
     return results
 
 

@@ -1,7 +1,8 @@
 """Stock Stable-Baselines3 / sb3-contrib algorithms on ``LiRISMemory-v0``, trained and evaluated like the RMN.
 
-``python -m agents.train --algo ALGO`` trains them through the run layer (:mod:`agents.runs`); ``ddpg``, ``td3``, ``sac``, ``ppo``, ``a2c`` (Stable-Baselines3), ``tqc`` and
-``recurrentppo`` (sb3-contrib) are the libraries' algorithms, unchanged, with ``MultiInputPolicy``
+``python -m agents.train --algo ALGO`` trains them through the run layer (:mod:`agents.runs`): ``ddpg``, ``td3``,
+``sac``, ``ppo``, ``a2c`` (Stable-Baselines3), ``tqc`` and ``recurrentppo`` (sb3-contrib) are the libraries'
+algorithms, unchanged, with ``MultiInputPolicy``
 (``MultiInputLstmPolicy`` for RecurrentPPO) on the env in its default ``predictor_mode="online"``: the env
 fits its own :class:`~affect_env.memory.MemoryPredictor` on the memories the policy writes, and the reward is
 that predictor's error, so any algorithm gets a meaningful signal.

@@ -7,9 +7,9 @@ It registers the RMN (class, hyperparameter sampler for ``-optimize``) into rl_z
 section of ``agents/hyperparams/LiRISMemory-v0.yml`` (or of the ``-conf`` file given, when it has per-algorithm
 sections; a plain zoo file keyed by env id is passed through), and runs ``rl_zoo3.train`` in this process.
 The RMN's hyperparameters default to the default recipe (:mod:`agents.config`); config fields in the file's
-``rmn`` section (bare names, e.g. ``jump_weight: 5.0``) override them. Without this wrapper, ``python -m rl_zoo3.train --algo td3 --env
-LiRISMemory-v0 --gym-packages affect_env -conf agents/hyperparams/LiRISMemory-v0.yml`` works for the stock
-algorithms (with the file's td3 settings).
+``rmn`` section (bare names, e.g. ``jump_weight: 5.0``) override them. Without this wrapper, ``python -m
+rl_zoo3.train --algo td3 --env LiRISMemory-v0 --gym-packages affect_env -conf agents/hyperparams/LiRISMemory-v0.yml``
+works for the stock algorithms (with the file's td3 settings).
 
 Under the zoo, the RMN trains on the env it is given (default: the pooling encoder) and the zoo's evaluation
 reward is the eval env's own online predictor reading the policy's memory — fine for tuning, but the project's

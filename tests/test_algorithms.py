@@ -127,8 +127,8 @@ def test_cli_trains_with_per_algorithm_defaults_and_explicit_overrides(tmp_path,
     config.write_text(json.dumps({"dataset_options": TINY_DATA, "n_slots": 4, "memory_dim": 8, "net_arch": [16],
                                   "encoder": "pooling", "eval_every": 60, "checkpoint_every": 60}))
     out = tmp_path / "run"
-    assert train_main(["--algo", "a2c", "--config", str(config), "--timesteps", "60", "--gamma", "0.95", "--out", str(out),
-                 "--hyperparams", "n_steps:20", "--no-progress"]) == 0
+    assert train_main(["--algo", "a2c", "--config", str(config), "--timesteps", "60", "--gamma", "0.95", "--out",
+                       str(out), "--hyperparams", "n_steps:20", "--no-progress"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["run"] == str(out) and printed["algo"] == "a2c"
     saved = TrainConfig.load(out / "config.json").flat()

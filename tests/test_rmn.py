@@ -468,7 +468,8 @@ def test_every_validation_reads_with_a_predictor_in_step_with_its_writer(tmp_pat
 
     class Model:
         num_timesteps, refresh_every = 0, 1000
-        logger = type("Logger", (), {"record": lambda *args, **kwargs: None})()
+        logger = type("Logger", (), {"record": lambda *args, **kwargs: None, "name_to_value": {},
+                                     "output_formats": []})()
 
         def refresh(self):
             calls.append(("refresh", self.num_timesteps))
@@ -494,7 +495,8 @@ def test_a_second_validation_set_selects_the_model_and_keeps_the_best_by_each_sc
     ``best/<score>.zip`` keeps the best model by each score; a resumed callback goes on from the saved bests."""
     class Model:
         num_timesteps = 0
-        logger = type("Logger", (), {"record": lambda *args, **kwargs: None})()
+        logger = type("Logger", (), {"record": lambda *args, **kwargs: None, "name_to_value": {},
+                                     "output_formats": []})()
 
         def save(self, path):  # the step the model was saved at stands for the model
             Path(path).write_text(str(self.num_timesteps))
@@ -603,7 +605,8 @@ def test_credit_pairs_carry_the_sensitivity_of_the_later_memory_to_the_earlier_o
         buf.sample_credit(8, 60, positions="early")
     model.recipe.long_range.jump_reads = 4
     credit = CreditLoss(model.recipe.long_range)
-    loss = credit.loss(model, credit.sample(model.replay_buffer, 16))  # the write's parameters get a gradient from a later step's loss
+    # the write's parameters get a gradient from a later step's loss
+    loss = credit.loss(model, credit.sample(model.replay_buffer, 16))
     model.actor.zero_grad()
     loss.backward()
     assert all(p.grad is not None for p in model.actor.parameters())
@@ -826,30 +829,65 @@ def test_cpu_and_gpu_agree_on_predictions_and_training_losses(tiny_run, tmp_path
 
 
 def test_resume_continues_an_interrupted_run(tmp_path):
-    """An interrupted run continues from its last checkpoint; the validations after it are redone, not repeated,
-    and the model kept is the best of the validations in the log, not one of the abandoned part's."""
+    """An interrupted run (Ctrl-C, SIGTERM) writes a checkpoint where it stopped and continues from there; a run
+    stopped without one (killed) continues from its last periodic checkpoint, the validations after it redone,
+    not repeated, and the model kept is the best of the validations in the log, not one of the abandoned part's."""
     out = tmp_path / "resumable"
     cfg = cfg_of(timesteps=300, out=str(out), **{**TINY, "eval_every": 75})
     with pytest.raises(KeyboardInterrupt):  # after the validation of step 225, past the checkpoint of step 150
         train(cfg, progress=False, on_eval=lambda row: (_ for _ in ()).throw(KeyboardInterrupt())
               if row["timesteps"] >= 225 else None)
     state = json.loads((out / "checkpoint" / "state.json").read_text())
-    assert state["num_timesteps"] == 150 and not (out / "model.zip").exists()
+    assert state["num_timesteps"] == 225 and not (out / "model.zip").exists()  # nothing lost
     assert list(pd.read_csv(out / "eval_log.csv")["timesteps"]) == [75, 150, 225]
+    train(cfg_of(out=str(out)), resume=True, progress=False)
+    # from step 225 on, not from the start; (the last update's 4 steps may end past 300: validated there too)
+    assert list(pd.read_csv(out / "eval_log.csv")["timesteps"])[:4] == [75, 150, 225, 300]
+
+    # killed after step 225 (no checkpoint written then): back to the periodic checkpoint of step 150
+    out = tmp_path / "killed"
+    cfg = cfg.update({"out": str(out)})
+    with pytest.raises(RuntimeError):
+        train(cfg, progress=False, on_eval=lambda row: (_ for _ in ()).throw(RuntimeError("killed"))
+              if row["timesteps"] >= 225 else None)
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["num_timesteps"] == 150 and list(pd.read_csv(out / "eval_log.csv")["timesteps"]) == [75, 150, 225]
     # make the abandoned validation of step 225 the best so far by far
     abandoned = {**json.loads((out / "best_model.json").read_text()), "timesteps": 225, "gap_closed": 99.0}
     (out / "best_model.json").write_text(json.dumps(abandoned))
     summary = train(cfg_of(out=str(out)), resume=True, progress=False)
-    assert summary["timesteps"] == 300
     log = pd.read_csv(out / "eval_log.csv")
-    assert list(log["timesteps"]) == [75, 150, 225, 300]
+    assert list(log["timesteps"])[:4] == [75, 150, 225, 300]
     best = json.loads((out / "best_model.json").read_text())
     assert best["timesteps"] == int(log.loc[log["gap_closed"].idxmax(), "timesteps"])
     assert best["gap_closed"] == pytest.approx(log["gap_closed"].max())
+    assert summary["selected"].startswith(f"the model of step {best['timesteps']}")
     state = json.loads((out / "checkpoint" / "state.json").read_text())  # one copy of the bests: the latest
     assert [p.name for p in (out / "checkpoint").glob("best_*")] == [state["best"]]
     with pytest.raises(ValueError, match="--resume"):
         train(cfg, progress=False)  # refuses to overwrite a run
+
+
+def test_ctrl_c_names_the_run_and_a_run_of_any_budget_is_validated_at_its_end(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "short"
+    calls = []
+    monkeypatch.setattr(RMN, "learn",
+                        lambda self, *a, **k: calls.append(1) or (_ for _ in ()).throw(KeyboardInterrupt()))
+    args = ["--config", str(_tiny_file(tmp_path)), "--timesteps", "128", "--out", str(out), "--no-progress"]
+    assert run_cli(train_ddpg.main, args) == 130 and calls
+    err = capsys.readouterr().err
+    assert f"--resume {out}" in err and "RUN_DIR" not in err
+    monkeypatch.undo()
+    summary = train(cfg_of(out=str(out)), resume=True, progress=False)  # 128 steps: no periodic validation (150)
+    assert list(pd.read_csv(out / "eval_log.csv")["timesteps"]) == [128]  # but one at the end
+    assert summary["selected"] == "the model of step 128, the best validation gap_closed " \
+        f"({json.loads((out / 'best_model.json').read_text())['gap_closed']:.4g}) of 1 validation(s)"
+
+
+def _tiny_file(tmp_path):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()}))
+    return path
 
 
 def test_warm_start_from_a_bptt_run_starts_from_its_networks_and_encoder(tmp_path):
@@ -869,7 +907,7 @@ def test_warm_start_from_a_bptt_run_starts_from_its_networks_and_encoder(tmp_pat
     for a, b in zip(model.actor.parameters(), model.actor_target.parameters()):
         torch.testing.assert_close(a, b)
     summary = train(cfg, progress=False)
-    assert summary["timesteps"] == 150 and np.isfinite(summary["test_mse"])
+    assert summary["trained_timesteps"] == 150 and np.isfinite(summary["test_mse"])
     assert TrainConfig.load(tmp_path / "rmn" / "config.json").warm_start.init_from == str(bptt)
     for change, message in [({"n_slots": 5}, "n_slots 4 \\(config: 5\\)"),
                             ({"net_arch": (16,)}, "net_arch \\[32, 32\\]"),
@@ -901,7 +939,7 @@ def test_writer_pretraining_starts_the_agent_from_bptt_on_short_movies_and_is_re
     assert before["model"] == "memory_tbptt" and before["window"] == 0 and before["epochs"] == 2
     assert summary["pretrain_writer"]["epochs"] == 2
     log = pd.read_csv(out / "eval_log.csv")  # the agent is validated before its first update, then as usual
-    assert log["timesteps"].tolist() == [0, 150]
+    assert log["timesteps"].tolist() == [0, 150, 152]  # and at the end (the last update collected 4 steps)
     assert log["mse"].iloc[0] == pytest.approx(before["val_mse"], rel=1e-5)
     used = TrainConfig.load(out / "writer_pretrain" / "config.json")
     assert used.data.train_dataset_options == SHORT_MOVIES
@@ -915,7 +953,7 @@ def test_writer_pretraining_starts_the_agent_from_bptt_on_short_movies_and_is_re
     shutil.rmtree(out / "checkpoint")  # as if interrupted before the RMN's first checkpoint: the rerun reuses the
     train(cfg_of(out=str(out)), resume=True, progress=False)  # finished pretraining and validates it once
     assert os.stat(model_pt).st_mtime_ns == stamp
-    assert pd.read_csv(out / "eval_log.csv")["timesteps"].tolist() == [0, 150]
+    assert pd.read_csv(out / "eval_log.csv")["timesteps"].tolist() == [0, 150, 152]
     (out / "writer_pretrain" / "summary.json").unlink()  # interrupted before its end: redone
     pretrain_writer(cfg, out, progress=False)
     assert os.stat(model_pt).st_mtime_ns != stamp and (out / "writer_pretrain" / "summary.json").exists()

@@ -99,6 +99,9 @@ def test_best_params_round_trip_into_training(study_dir, tmp_path):
         study.best_params[k] for k in ("tau", "gamma", "n_slots"))
     assert cfg.memory.memory_dim == TINY["memory_dim"]
     assert cfg.run.checkpoint_every == TrainConfig().run.checkpoint_every
+    # the trials' budget stays with the study: the best settings train for the recipe's budget
+    assert cfg.algorithm.timesteps == TrainConfig().algorithm.timesteps != TINY["timesteps"]
+    assert cfg.run.eval_every == TrainConfig().run.eval_every
     assert cfg.run.out == str(study_dir / "best")
     assert "run" in json.loads(path.read_text())  # nested, as a run's config.json
     # what `python -m agents.train_ddpg --config` reads, from the nested file and from the same fields flat
@@ -278,3 +281,21 @@ def test_objective_falls_back_to_mse_where_memory_has_nothing_to_buy():
     assert optimize.resolve_objective(flat) == ("mse", "minimize")
     with pytest.raises(ValueError, match="no gap"):
         optimize.resolve_objective(flat, "gap_closed")
+
+
+def test_trials_share_one_encoder_and_one_writer_pretraining_per_setting(tmp_path):
+    """The LSTM encoder is pretrained once for the study and the writer once per memory size, not once per trial:
+    every trial starts from the shared files of its setting."""
+    base = tiny(encoder="lstm", encoder_epochs=1, pretrain_writer_epochs=1, timesteps=120, eval_every=0)
+    space = SearchSpace(n_slots=(2, 2), tau=(0.005, 0.05))  # one memory size, several tau
+    study = run_study("shared", base, tmp_path, n_trials=2, space=space, progress=False)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    shared = tmp_path / "shared"
+    encoders = sorted(shared.glob("encoder-*/encoder.pt"))
+    writers = sorted(shared.glob("writer-*/writer_pretrain/model.pt"))
+    assert len(encoders) == 1 and len(writers) == 1
+    for trial in study.trials:
+        used = TrainConfig.load(Path(trial.user_attrs["run_dir"]) / "config.json")
+        assert used.warm_start.init_from == str(writers[0].parent)
+        assert not (Path(trial.user_attrs["run_dir"]) / "writer_pretrain").exists()  # not pretrained again
+        assert not (Path(trial.user_attrs["run_dir"]) / "encoder_history.csv").exists()

@@ -33,6 +33,7 @@ from agents.config import TrainConfig
 from agents.inputs import load_split
 from agents.metrics import has_gap
 from agents.runs import train
+from agents.runs.shared import shared_encoder, shared_writer
 from tuning.commands import parse_tool_command
 from tuning.plots import plot_study
 from tuning.storage import dashboard_command, fail_running_trials, open_study, resolve_storage_url
@@ -145,10 +146,12 @@ class RMNObjective:
 
     def trial_config(self, trial: optuna.Trial) -> TrainConfig:
         """The trial's config: base, sampled parameters, ``out/trials/<number>``, no periodic checkpoints
-        (a killed trial is failed and replaced, never resumed)."""
+        (a killed trial is failed and replaced, never resumed), and the segment encoder and writer pretraining of
+        its setting, made once in ``out/shared/`` for every trial that has it (:mod:`agents.runs.shared`)."""
         params = self.space.suggest(trial)
         run_dir = self.out / "trials" / str(trial.number)
-        return self.base.update({**params, "out": str(run_dir), "checkpoint_every": 0}, "trial")
+        cfg = self.base.update({**params, "out": str(run_dir), "checkpoint_every": 0}, "trial")
+        return shared_writer(shared_encoder(cfg, self.out / "shared"), self.out / "shared")
 
     def __call__(self, trial: optuna.Trial) -> float:
         cfg = self.trial_config(trial)
@@ -249,9 +252,15 @@ def run_study(study_name: str, base: TrainConfig, out: Union[str, Path], *, stor
     return study
 
 
+#: a study's budget: how long each trial trains, not what the best settings are; best_params.json leaves them to
+#: the recipe (a study of 3,000-step trials must not make "train the best" a 3,000-step run)
+BUDGET_FIELDS = ("timesteps", "eval_every", "checkpoint_every", "encoder_epochs", "pretrain_writer_epochs", "epochs")
+
+
 def best_config(study: optuna.Study, out: Union[str, Path]) -> TrainConfig:
-    """The study's base config with the best trial's parameters, training into ``<out>/best``."""
-    base = dict(study.user_attrs.get("base_config", {}))
+    """The study's settings with the best trial's parameters, training into ``<out>/best``: its recipe, data and
+    fixed settings, the tuned parameters, and the recipe's own budget (:data:`BUDGET_FIELDS`), not the trials'."""
+    base = {k: v for k, v in study.user_attrs.get("base_config", {}).items() if k not in BUDGET_FIELDS}
     return TrainConfig.from_dict({**base, **study.best_params, "out": str(Path(out) / "best")},
                                  f"study {study.study_name}")
 
@@ -268,8 +277,9 @@ def write_study_outputs(study: optuna.Study, out: Union[str, Path]) -> dict:
     """Write the study's results into ``out`` (each file atomically, so finishing workers may overlap):
 
     * ``trials.csv``: :meth:`optuna.Study.trials_dataframe` (one row per trial, every state)
-    * ``best_params.json``: a full :class:`~agents.config.TrainConfig`, nested as a run's ``config.json`` (base
-      settings + best parameters, ``out`` = ``<out>/best``), for ``python -m agents.train_ddpg --config``
+    * ``best_params.json``: a full :class:`~agents.config.TrainConfig`, nested as a run's ``config.json`` (the
+      study's settings + best parameters, the recipe's budget, ``out`` = ``<out>/best``), for ``python -m
+      agents.train_ddpg --config``
     * ``best_trial.json``: the best trial's number, value, objective, direction, parameters and test
       metrics, and the trial counts per state
     * figures (see :func:`tuning.plots.plot_study`)

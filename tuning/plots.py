@@ -29,7 +29,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def _optuna_plot(fn, study: optuna.Study, path: Path, xlabel: Optional[str] = None,
-                 ylabel: Optional[str] = None, **kwargs) -> Path:
+                 ylabel: Optional[str] = None, title: Optional[str] = None, **kwargs) -> Path:
     """Draw one of :mod:`optuna.visualization.matplotlib`'s plots into ``path``; its global style change
     (``plt.style.use("ggplot")``) is undone afterwards, so later figures of the process keep theirs."""
     with matplotlib.rc_context(), warnings.catch_warnings():
@@ -39,7 +39,13 @@ def _optuna_plot(fn, study: optuna.Study, path: Path, xlabel: Optional[str] = No
             ax.set_xlabel(xlabel)
         if ylabel:
             ax.set_ylabel(ylabel)
+        if title:
+            ax.set_title(title, fontsize=9)
         return _save(ax.figure, path)
+
+
+#: below this many completed trials, the importances figure says they are indicative only
+MIN_TRIALS_FOR_IMPORTANCES = 10
 
 
 def plot_study(study: optuna.Study, out: Path, metric: str) -> dict:
@@ -47,7 +53,8 @@ def plot_study(study: optuna.Study, out: Path, metric: str) -> dict:
 
     * ``optimization_history.png``: objective per trial and the best so far
     * ``intermediate_values.png``: validation ``metric`` reported during each trial (pruning curves)
-    * ``param_importances.png``: fANOVA importances (needs >= 2 completed trials)
+    * ``param_importances.png``: fANOVA importances (needs >= 2 completed trials; titled with a caveat below
+      :data:`MIN_TRIALS_FOR_IMPORTANCES`)
     * ``objective_vs_n_slots.png``: objective against the memory size N
     """
     import optuna.visualization.matplotlib as ovm
@@ -74,8 +81,10 @@ def plot_study(study: optuna.Study, out: Path, metric: str) -> dict:
         written["param_importances"] = "skipped: no parameter varies across the completed trials"
     else:
         try:
+            caveat = (f"from {len(complete)} completed trials: too few to rank the parameters reliably"
+                      if len(complete) < MIN_TRIALS_FOR_IMPORTANCES else None)
             written["param_importances"] = _optuna_plot(ovm.plot_param_importances, study,
-                                                        out / "param_importances.png",
+                                                        out / "param_importances.png", title=caveat,
                                                         target_name=f"validation {metric}")
         except (RuntimeError, ValueError) as err:  # e.g. too few distinct trials for fANOVA
             plt.close("all")

@@ -248,7 +248,8 @@ class WindowTransformer(SequenceModel):
 
 
 def build_model(name: str, embed_dim: int, n_targets: int, window: int = 64, hidden: int = 64,
-                n_slots: int = DEFAULT_N_SLOTS, memory_dim: int = DEFAULT_MEMORY_DIM, net_arch: Sequence[int] = (64, 64),
+                n_slots: int = DEFAULT_N_SLOTS, memory_dim: int = DEFAULT_MEMORY_DIM,
+                net_arch: Sequence[int] = (64, 64),
                 predictor_hidden: Sequence[int] = (64,), read_heads: int = 1, erase_bias: Any = 0.0,
                 input_bias: float = 0.0, coupled_gates: bool = False, read_key_dim: int = 0,
                 write_top_k: int = 0, embed_in_output: bool = True) -> SequenceModel:
@@ -286,10 +287,10 @@ def model_from_config(name: str, config: dict) -> SequenceModel:
 
 def save_baseline(path: Path, model: SequenceModel, encoder: SegmentEncoder, extra: Optional[dict] = None) -> None:
     """Write the model (name, config, weights) and its segment encoder to ``path`` atomically."""
+    encoder_weights = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
     payload = {"model": model.name, "config": model.config(),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-               "encoder": dict(encoder.spec(), state_dict={k: v.detach().cpu() for k, v in encoder.state_dict().items()}),
-               **(extra or {})}
+               "encoder": dict(encoder.spec(), state_dict=encoder_weights), **(extra or {})}
     atomic_torch_save(payload, Path(path))
 
 

@@ -87,7 +87,8 @@ def warm_start(model: RMN, source: MemoryTBPTT) -> None:
     model.policy.predictor.load_state_dict(source.predictor.state_dict())
 
 
-def predict_dataset(model: RMN, dataset: MovieDataset, embeddings: Optional[Sequence[np.ndarray]] = None) -> list:
+def predict_dataset(model: RMN, dataset: MovieDataset, embeddings: Optional[Sequence[np.ndarray]] = None,
+                    progress: bool = False) -> list:
     """Deterministic predictions of an RMN model for every movie: ``[{"prediction", "attention"}, ...]``."""
     policy = model.policy
     policy.set_training_mode(False)
@@ -95,12 +96,13 @@ def predict_dataset(model: RMN, dataset: MovieDataset, embeddings: Optional[Sequ
         if policy.encoder is None:
             raise ValueError("this model carries no segment encoder: pass embeddings")
         embeddings = policy.encoder.embed_dataset(dataset)
-    return rollout(policy.actor, policy.predictor, embeddings, device=str(policy.device))
+    return rollout(policy.actor, policy.predictor, embeddings, device=str(policy.device), progress=progress)
 
 
-def evaluate_rmn(model: RMN, dataset: MovieDataset, embeddings: Optional[Sequence[np.ndarray]] = None) -> tuple:
+def evaluate_rmn(model: RMN, dataset: MovieDataset, embeddings: Optional[Sequence[np.ndarray]] = None,
+                 progress: bool = False) -> tuple:
     """``(metrics DataFrame, per-movie results)`` of ``model`` on ``dataset``."""
-    return score_predictions(predict_dataset(model, dataset, embeddings), dataset)
+    return score_predictions(predict_dataset(model, dataset, embeddings, progress), dataset)
 
 
 def validation_metrics(model: RMN, dataset: MovieDataset, embeddings: Sequence[np.ndarray]) -> dict:

@@ -5,7 +5,9 @@ import json
 import time
 from typing import Callable, Optional
 
+import pandas as pd
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import KVWriter
 
 from affect_env.memory import check_choice
 from agents.config import SELECT_ON
@@ -21,6 +23,16 @@ def selection_scores(row: dict) -> dict:
         scores["long"] = row.get("long_gap_closed", -row["long_mse"])
         scores["mean"] = 0.5 * (scores["val"] + scores["long"])
     return scores
+
+
+class LastValues(KVWriter):
+    """An SB3 logger output that keeps the values of the last dump (the logger forgets them once dumped)."""
+
+    def __init__(self) -> None:
+        self.values: dict = {}
+
+    def write(self, key_values: dict, key_excluded: dict, step: int = 0) -> None:
+        self.values = {k: v for k, v in key_values.items() if isinstance(v, (int, float))}
 
 
 class CheckpointAndEval(BaseCallback):
@@ -49,6 +61,7 @@ class CheckpointAndEval(BaseCallback):
         self.eval_every, self.checkpoint_every, self.t0 = eval_every, checkpoint_every, t0
         self.select_on = check_choice("select_on", select_on, SELECT_ON)
         self.last_eval: Optional[dict] = None
+        self.dumped = LastValues()
         self.best_scores: dict = {}  # score name -> best value so far (resuming: those of the interrupted part)
         for name in SELECT_ON:
             path = run.path / "best" / f"{name}.json"
@@ -60,6 +73,7 @@ class CheckpointAndEval(BaseCallback):
 
     def _on_training_start(self) -> None:
         """Resuming: forget the validations after the checkpoint, which the resumed run redoes."""
+        self.model.logger.output_formats.append(self.dumped)
         n = self.model.num_timesteps
         validate_now = bool(self.validate_start and self.eval_every and n == 0)
         self.run.truncate_eval_log(lambda steps: steps < n if validate_now else steps <= n)
@@ -69,7 +83,7 @@ class CheckpointAndEval(BaseCallback):
     def _validate(self) -> dict:
         """Validation metrics of the model now, logged (``eval_log.csv``, TensorBoard) and kept if best."""
         row = {"timesteps": self.model.num_timesteps, "wall_s": round(time.time() - self.t0, 1),
-               **self.evaluate_fn(self.model)}
+               **self.evaluate_fn(self.model), **self.training_values()}
         self.run.append_eval_row(row)
         for k, v in row.items():
             if k != "timesteps":
@@ -90,6 +104,25 @@ class CheckpointAndEval(BaseCallback):
         if row is not None and self.on_eval is not None:
             self.on_eval(row)
         return True
+
+    def training_values(self) -> dict:
+        """The latest training losses and episode reward the algorithm logged (SB3's ``train/*`` and
+        ``rollout/ep_rew_mean``), for the training-curves figure: ``train_<name>``, ``rollout_ep_rew_mean``."""
+        values = {**self.dumped.values, **self.model.logger.name_to_value}
+        out = {k.replace("/", "_"): float(v) for k, v in values.items()
+               if (k.startswith("train/") and k.endswith("loss")) or k == "rollout/ep_rew_mean"}
+        return dict(sorted(out.items()))
+
+    def finish(self) -> None:
+        """The end of training: validate the final model too, unless its step was just validated, so that a run
+        of any budget is validated at its end and its best model chosen among all it made."""
+        last = self.last_eval
+        if last is None and self.run.eval_log.exists():
+            last = {"timesteps": int(pd.read_csv(self.run.eval_log)["timesteps"].iloc[-1])}
+        if last is None or last["timesteps"] != self.model.num_timesteps:
+            if self.before_eval is not None:
+                self.before_eval(self.model)
+            self._validate()
 
     def save_checkpoint(self) -> None:
         self.run.save_checkpoint(self.model, time.time() - self.t0, self.checkpoint_extra)

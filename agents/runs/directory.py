@@ -141,6 +141,15 @@ class RunDirectory:
                 atomic_write_text(self.eval_log, kept.to_csv(index=False))
 
     def append_eval_row(self, row: dict) -> None:
+        """Add a validation row to ``eval_log.csv`` (rewritten whole where the row brings new columns, such as
+        the training losses, which start after the first validation)."""
+        if self.eval_log.exists():
+            columns = pd.read_csv(self.eval_log, nrows=0).columns
+            if not set(row) <= set(columns):
+                table = pd.concat([pd.read_csv(self.eval_log), pd.DataFrame([row])], ignore_index=True)
+                atomic_write_text(self.eval_log, table.to_csv(index=False))
+                return
+            row = {c: row.get(c) for c in columns}
         pd.DataFrame([row]).to_csv(self.eval_log, mode="a", header=not self.eval_log.exists(), index=False)
 
     def write_summary(self, summary: dict) -> None:

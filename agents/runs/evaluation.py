@@ -64,13 +64,14 @@ def baseline_model_path(path: PathLike) -> Optional[Path]:
 
 def evaluate_run(path: PathLike, split: str = "test", dataset: Optional[str] = None,
                  out: Optional[PathLike] = None, device: str = "auto", dataset_options: Optional[dict] = None,
-                 position_stretch: int = 0) -> pd.DataFrame:
+                 position_stretch: int = 0, progress: bool = False) -> pd.DataFrame:
     """Evaluate the model of a run (a run directory, its ``model.zip`` / ``best/<score>.zip``, or a baseline's
     ``model.pt``) on ``split`` and write metrics, predictions and figures to ``out`` (default: the run directory).
 
     :param dataset: another dataset source (default: the run's, with its reader options)
     :param dataset_options: reader options on top of the run's (or, with ``dataset``, instead of them)
     :param position_stretch: segments per row of ``error_by_position.csv`` (0: a tenth of the longest movie)
+    :param progress: a progress bar over the segments (the RMN's evaluation)
     :return: the metrics table (global row first)
     """
     run = run_directory(path)
@@ -96,6 +97,6 @@ def evaluate_run(path: PathLike, split: str = "test", dataset: Optional[str] = N
     elif baseline is not None:
         metrics, results = evaluate_baseline(model, encoder.embed_dataset(data), data)
     else:
-        metrics, results = evaluate_rmn(model, data)
+        metrics, results = evaluate_rmn(model, data, progress=progress)
     write_outputs(Path(out or run), metrics, results, data, position_stretch)
     return metrics

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
+import pandas as pd
 import torch
 from stable_baselines3.common.utils import get_device, set_random_seed
 
@@ -87,8 +89,13 @@ class SB3Trainer(Trainer):
         remaining = cfg.algorithm.timesteps - model.num_timesteps
         start, updates_before, steps_before = time.time(), model._n_updates, model.num_timesteps
         if remaining > 0:
-            model.learn(remaining, callback=callback, reset_num_timesteps=model.num_timesteps == 0,
-                        progress_bar=self.progress, tb_log_name=cfg.algorithm.algo)
+            try:
+                model.learn(remaining, callback=callback, reset_num_timesteps=model.num_timesteps == 0,
+                            progress_bar=self.progress, tb_log_name=cfg.algorithm.algo)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: checkpoint where it stopped, so --resume goes on from here
+                run.save_checkpoint(model, time.time() - t0, self.checkpoint_extra())
+                raise
+            callback.finish()
         wall = max(time.time() - start, 1e-9)
         run.save_checkpoint(model, time.time() - t0, self.checkpoint_extra())
         return {"updates": int(model._n_updates), "updates_per_s": round((model._n_updates - updates_before) / wall, 1),
@@ -152,10 +159,18 @@ class RMNTrainer(SB3Trainer):
         return (lambda model: model.refresh()) if self.cfg.rmn.refresh.refresh_every else None
 
     def select(self) -> None:
-        """Keep the best model on validation as ``model.zip``."""
+        """Keep the best model on validation as ``model.zip``, and say which it is (``selected``)."""
         best = self.run.path / "best_model.zip"
         if best.exists():
             self.model = RMN.load(best, env=self.model.get_env(), device=self.cfg.run.device)
+            row = json.loads((self.run.path / "best_model.json").read_text())
+            score = "gap_closed" if "gap_closed" in row else "mse"
+            n = len(pd.read_csv(self.run.eval_log)) if self.run.eval_log.exists() else 1
+            start = " (its starting point: no later model beat it)" if row["timesteps"] == 0 else ""
+            self.extra["selected"] = (f"the model of step {row['timesteps']}{start}, the best validation {score} "
+                                      f"({row[score]:.4g}) of {n} validation(s)")
+        else:
+            self.extra["selected"] = "the final model (no validation was made)"
         save_model(self.model, self.run.path / "model.zip")
 
     def evaluate(self, dataset, encoder) -> tuple:
@@ -166,7 +181,7 @@ class RMNTrainer(SB3Trainer):
 
     def summary(self, learned: dict) -> dict:
         cfg = self.cfg
-        out = {"trained_timesteps": int(cfg.algorithm.timesteps)}
+        out = {"trained_timesteps": int(cfg.algorithm.timesteps), "selected": self.extra["selected"]}
         if cfg.data.long_val_options:
             out["select_on"] = cfg.run.select_on
         pretrained = self.run.path / "writer_pretrain" / "summary.json"
@@ -220,6 +235,7 @@ class StockTrainer(SB3Trainer):
         return lambda ckpt: save_predictor(self.env.predictor, ckpt / "predictor.pt")
 
     def select(self) -> None:
+        """Keep the final model (as SB3's own scripts do; ``best_model.zip`` is the best on validation)."""
         save_model(self.model, self.run.path / "model.zip")
         save_predictor(self.env.predictor, self.run.path / "predictor.pt")
         self.predictor = load_predictor(self.run.path / "predictor.pt")  # evaluate exactly what was saved
@@ -231,7 +247,8 @@ class StockTrainer(SB3Trainer):
         return global_row(self.evaluate(data["val"], encoder)[0])
 
     def summary(self, learned: dict) -> dict:
-        return {}
+        return {"selected": f"the final model (step {int(self.model.num_timesteps)}); best_model.zip is the best on "
+                            "validation"}
 
 
 class BaselineTrainer(Trainer):
@@ -268,7 +285,9 @@ class BaselineTrainer(Trainer):
         stats = fit_baseline(cfg, self.model, self.emb, data, on_epoch, self.progress)
         wall = max(stats.pop("learn_wall_s"), 1e-9)
         self.extra = {"model": cfg.algorithm.algo, "window": int(cfg.baseline.bptt_window), **stats,
-                      "n_params": int(sum(p.numel() for p in self.model.parameters()))}
+                      "n_params": int(sum(p.numel() for p in self.model.parameters())),
+                      "selected": f"the model of epoch {stats['best_epoch']} of {stats['epochs']}, the best "
+                                  "validation MSE"}
         return {"updates": stats["updates"], "updates_per_s": round(stats["updates"] / wall, 1)}
 
     def select(self) -> None:
@@ -314,6 +333,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     cfg = run.open(cfg, resume)
     trainer = make_trainer(cfg, run, progress, extras)
     trainer.prepare(resume)
+    algo = cfg.algorithm
+    if isinstance(trainer, SB3Trainer) and algo.learning_starts >= algo.timesteps:
+        print(f"warning: learning_starts ({algo.learning_starts}) >= timesteps ({algo.timesteps}): the first update "
+              "comes after the learning_starts random steps, so this run makes none", file=sys.stderr)
     torch.set_num_threads(cfg.run.threads)
     set_random_seed(cfg.run.seed)
     torch.manual_seed(cfg.run.seed)
