@@ -70,22 +70,24 @@ class RunDirectory:
         self.tensorboard = self.path / "tb"
 
     # ---- starting and resuming ---------------------------------------------------------------------------
-    def open(self, cfg: TrainConfig, resume: bool) -> TrainConfig:
-        """The config the run goes on with, saved as ``config.json``: ``cfg`` for a new run, the saved one to
-        resume.
+    def config(self, cfg: TrainConfig, resume: bool) -> TrainConfig:
+        """The config the run goes on with: ``cfg`` for a new run, the saved one to resume. Reads, writes nothing.
 
         :raises ValueError: resuming where no run is, or starting a new run where one already is
         """
         if resume:
             if not self.config_file.exists():
                 raise ValueError(f"--resume {self.path}: no config.json there (not a run directory)")
-            cfg = TrainConfig.load(self.config_file)
-        elif self.has_checkpoint() or self.summary_file.exists():
+            return TrainConfig.load(self.config_file)
+        if self.has_checkpoint() or self.summary_file.exists():
             raise ValueError(f"{self.path} already holds a run: use --resume {self.path} to continue it or "
                              "another --out")
+        return cfg
+
+    def open(self, cfg: TrainConfig) -> None:
+        """Create the run directory and save ``config.json``."""
         self.path.mkdir(parents=True, exist_ok=True)
         cfg.save(self.config_file)
-        return cfg
 
     def has_checkpoint(self) -> bool:
         return (self.checkpoint / "state.json").exists()

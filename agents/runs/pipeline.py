@@ -208,7 +208,6 @@ class StockTrainer(SB3Trainer):
             self.extras = json.loads(saved.read_text()).get("hyperparams", {})
         else:
             self.extras = stock_extras(cfg.algorithm.algo, self.hyperparams)
-            write_json(saved, {"algo": cfg.algorithm.algo, "hyperparams": self.extras})
         # the constructor arguments checked now, before any data is loaded
         sb3_kwargs(cfg, cfg.algorithm.algo, self.extras, action_dim(cfg.memory.n_slots, cfg.memory.memory_dim))
 
@@ -224,6 +223,7 @@ class StockTrainer(SB3Trainer):
                 self.model.load_replay_buffer(ckpt / "replay.pkl")
             self.model.tensorboard_log = str(self.run.tensorboard)
         else:
+            write_json(self.run.path / "hyperparams.json", {"algo": cfg.algorithm.algo, "hyperparams": self.extras})
             self.model = make_stock_model(cfg, env, self.extras, str(self.run.tensorboard))
         self.env, self.encoder = env, encoder
 
@@ -330,9 +330,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     config_part, extras = split_hyperparams(hyperparams)
     if config_part and not resume:
         cfg = cfg.update(config_part, "hyperparams")
-    cfg = run.open(cfg, resume)
+    cfg = run.config(cfg, resume)
     trainer = make_trainer(cfg, run, progress, extras)
-    trainer.prepare(resume)
+    trainer.prepare(resume)  # every check before anything is written
+    run.open(cfg)
     algo = cfg.algorithm
     if isinstance(trainer, SB3Trainer) and algo.learning_starts >= algo.timesteps:
         print(f"warning: learning_starts ({algo.learning_starts}) >= timesteps ({algo.timesteps}): the first update "
