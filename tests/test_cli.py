@@ -90,3 +90,11 @@ def test_a_truncated_model_file_is_one_line_naming_it(tmp_path, capsys):
                                   "--output", str(tmp_path / "p")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and str(broken / "model.zip") in err[0] and "not a readable RMN model" in err[0]
+
+
+def test_progress_in_a_log_file_is_plain_lines(tmp_path, capsys):
+    """Where the output is not a terminal (a log file), training progress is one plain line per tenth of the run."""
+    train_run(TrainConfig().update({**TINY, "timesteps": 200, "out": str(tmp_path / "run")}), progress=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]
+    assert lines[0].startswith("step 20/200 (10%)") and lines[-1].startswith("step 200/200 (100%)")
+    assert len(lines) == 10 and all("elapsed, about" in line for line in lines)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
+from datetime import timedelta
 from typing import Callable, Optional
 
 import pandas as pd
@@ -33,6 +35,30 @@ class LastValues(KVWriter):
 
     def write(self, key_values: dict, key_excluded: dict, step: int = 0) -> None:
         self.values = {k: v for k, v in key_values.items() if isinstance(v, (int, float))}
+
+
+class LogProgress(BaseCallback):
+    """Progress as plain lines, every tenth of the run (``step 20,000/200,000 (10%), 0:02:01 elapsed, about
+    0:18:09 left``): what a progress bar shows, readable where the output goes to a log file."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__()
+        self.total = int(total)
+        self.start_step, self.start_time, self.next_tenth = 0, 0.0, 1
+
+    def _on_training_start(self) -> None:
+        self.start_step, self.start_time = self.model.num_timesteps, time.time()
+        self.next_tenth = self.start_step * 10 // max(self.total, 1) + 1
+
+    def _on_step(self) -> bool:
+        n = self.model.num_timesteps
+        if self.total and n * 10 >= self.next_tenth * self.total:
+            elapsed = time.time() - self.start_time
+            left = (self.total - n) * elapsed / max(n - self.start_step, 1)
+            print(f"step {n:,}/{self.total:,} ({n / self.total:.0%}), {timedelta(seconds=int(elapsed))} elapsed, "
+                  f"about {timedelta(seconds=int(left))} left", file=sys.stderr, flush=True)
+            self.next_tenth = n * 10 // self.total + 1
+        return True
 
 
 class CheckpointAndEval(BaseCallback):

@@ -26,7 +26,7 @@ from agents.inputs import build_encoder, load_long_val, load_splits, make_env
 from agents.outputs import global_row, headline_metrics, write_outputs
 from agents.rmn import RMN
 from agents.rmn.factory import evaluate_rmn, load_warm_start, make_rmn, validation_metrics, warm_start
-from agents.runs.callbacks import CheckpointAndEval
+from agents.runs.callbacks import CheckpointAndEval, LogProgress
 from agents.runs.directory import RunDirectory, save_model, write_json
 from agents.sb3_algorithms import (algorithm_class, evaluate_policy_on, evaluation_env, load_predictor,
                                    make_stock_model, save_predictor, sb3_kwargs, split_hyperparams, stock_extras)
@@ -89,9 +89,11 @@ class SB3Trainer(Trainer):
         remaining = cfg.algorithm.timesteps - model.num_timesteps
         start, updates_before, steps_before = time.time(), model._n_updates, model.num_timesteps
         if remaining > 0:
+            bar = self.progress and sys.stderr.isatty()  # a live bar in a terminal, plain lines in a log file
+            callbacks = [callback] if bar or not self.progress else [callback, LogProgress(cfg.algorithm.timesteps)]
             try:
-                model.learn(remaining, callback=callback, reset_num_timesteps=model.num_timesteps == 0,
-                            progress_bar=self.progress, tb_log_name=cfg.algorithm.algo)
+                model.learn(remaining, callback=callbacks, reset_num_timesteps=model.num_timesteps == 0,
+                            progress_bar=bar, tb_log_name=cfg.algorithm.algo)
             except KeyboardInterrupt:  # Ctrl-C or SIGTERM: checkpoint where it stopped, so --resume goes on from here
                 run.save_checkpoint(model, time.time() - t0, self.checkpoint_extra())
                 raise
