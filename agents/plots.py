@@ -52,20 +52,25 @@ def plot_memory_attention(path: Path, movie_id: str, attention: np.ndarray, time
 
 def plot_training_curves(path: Path, log: pd.DataFrame) -> None:
     """The run's curves from ``eval_log.csv``: the validation scores (``gap_closed`` where known, MSE; a second
-    validation set's beside the first's), and, where logged, the training losses and the episode reward, all
-    against environment steps (segments seen for the epoch-trained baselines)."""
+    validation set's beside the first's), and, where logged, the training losses, the writer's gradient share by
+    source (the RMN: critic, immediate reward, long-range loss) and the episode reward, all against environment
+    steps (segments seen for the epoch-trained baselines)."""
     x_label = "segments seen" if "epoch" in log.columns else "environment steps"
     panels = [(c, f"validation {c}") for c in ("gap_closed", "mse") if c in log.columns]
     losses = [c for c in log.columns if c.startswith("train_") and c.endswith("_loss")]
     if losses:
         panels.append((losses, "training losses"))
+    shares = [c for c in log.columns if c.startswith("train_writer_share_")]
+    if shares:
+        panels.append((shares, "writer's gradient share by source"))
     if "rollout_ep_rew_mean" in log.columns:
         panels.append(("rollout_ep_rew_mean", "episode reward (training)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.4), squeeze=False)
     for ax, (cols, title) in zip(axes[0], panels):
         for col in ([cols] if isinstance(cols, str) else cols):
             shown = log[["timesteps", col]].dropna()
-            ax.plot(shown["timesteps"], shown[col], marker="o", ms=3, label=col.removeprefix("train_"))
+            label = col.removeprefix("train_writer_share_").removeprefix("train_")
+            ax.plot(shown["timesteps"], shown[col], marker="o", ms=3, label=label)
             if f"long_{col}" in log.columns:
                 ax.plot(log["timesteps"], log[f"long_{col}"], marker="s", ms=3, label="second validation set")
         if len(ax.get_lines()) > 1:

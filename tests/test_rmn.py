@@ -782,8 +782,13 @@ def test_end_to_end_run_writes_every_output(tiny_run):
     pred = pd.read_csv(out / "predictions" / f"{test.movies[0].movie_id}.csv")
     assert list(pred.columns) == ["time", "valence_pred", "valence_true", "arousal_pred", "arousal_true"]
     assert len(pred) == test.movies[0].n_segments
-    assert list(pd.read_csv(out / "eval_log.csv")["timesteps"]) == [150, 300]
+    log = pd.read_csv(out / "eval_log.csv")
+    assert list(log["timesteps"]) == [150, 300]
     assert any((out / "tb").rglob("events.out.tfevents*"))
+    # the writer's gradient share by source (the diagnostic of where its learning signal comes from), logged with
+    # each validation and drawn in the training curves
+    shares = log[[f"train_writer_share_{s}" for s in ("critic", "reward", "long_range")]].dropna()
+    assert len(shares) >= 1 and np.allclose(shares.sum(axis=1), 1.0) and (shares.to_numpy() >= 0).all()
     assert summary["timesteps"] == 300 and np.isfinite(summary["test_mse"])
 
 

@@ -37,6 +37,10 @@ from agents.rmn.policies import RMNPolicy
 from agents.rmn.refresh import Refresher
 
 
+#: updates between two measurements of the writer's gradient share by source (:meth:`RMN._writer_shares`)
+WRITER_SHARE_EVERY = 20
+
+
 def weight_schedule(spec: WeightSpec) -> Schedule:
     """A weight over the run from a validated :data:`~agents.config.WeightSpec`: a number, or
     ``[start, end, end_fraction]`` (linear over the first ``end_fraction`` of the run, then ``end``)."""
@@ -256,6 +260,7 @@ class RMN(DDPG):
             self.long_range.prepare(self)
         logs: dict[str, list] = {"critic_loss": [], "actor_loss": [], "q": [], "predictor_mae": [],
                                  "long_range_loss": []}
+        shares: Optional[dict] = None
         for _ in range(gradient_steps):
             self._n_updates += 1
             if self._refresh_due():
@@ -266,9 +271,13 @@ class RMN(DDPG):
 
             # critic loss and long-range gradient (in the worker), actor loss (here), all at the same parameters
             worker = self._submit(self._critic_and_long_range_gradients, batch, long_range)
-            actor_loss, predictor_mae = self._actor_loss(batch)
+            actor_loss, predictor_mae, terms = self._actor_loss(batch)
+            measure = self._n_updates % WRITER_SHARE_EVERY == 0  # the diagnostic, on the side
+            norms = self._writer_gradient_norms(terms) if measure else None
             actor_gradients = torch.autograd.grad(actor_loss, self._actor_parameters(), allow_unused=True)
             critic = worker.result()
+            if measure:
+                shares = self._writer_shares(norms, critic.long_range_gradients)
 
             # gradient assembly and optimizer steps: the actor's gradient plus the weighted long-range one
             self._set_gradients(self._critic_parameters(), critic.critic_gradients)
@@ -290,6 +299,32 @@ class RMN(DDPG):
         for key, values in logs.items():
             if values:
                 self.logger.record(f"train/{key}", float(np.mean(values)))
+        for source, share in (shares or {}).items():
+            self.logger.record(f"train/writer_share_{source}", share)
+
+    def _writer_gradient_norms(self, terms: dict) -> dict:
+        """The norm of the gradient each term of the actor objective (``reward``: the immediate rewards',
+        ``critic``: the critic's bootstrap term) sends into the write network. Computed on the side, every
+        :data:`WRITER_SHARE_EVERY` updates, with extra backward passes: training itself is unchanged."""
+        writer = [p for p in self.actor.parameters() if p.requires_grad]
+        norms = {}
+        for source, loss in terms.items():
+            grads = torch.autograd.grad(loss, writer, retain_graph=True, allow_unused=True)
+            norms[source] = float(torch.sqrt(sum(((g ** 2).sum() for g in grads if g is not None), torch.zeros(()))))
+        return norms
+
+    def _writer_shares(self, norms: dict, long_range_gradients: Optional[tuple]) -> Optional[dict]:
+        """The writer's gradient share by source, summing to 1: the actor objective's terms (``norms``) and the
+        weighted long-range loss (where the recipe has one). Where the writer learns from is the diagnostic of
+        whether a learned critic carries the long-range credit (``writer_share_critic``) or another term does."""
+        norms = dict(norms)
+        if long_range_gradients is not None:
+            writer = {id(p) for p in self.actor.parameters()}
+            squares = ((g ** 2).sum() for p, g in zip(self._actor_parameters(), long_range_gradients)
+                       if g is not None and id(p) in writer)
+            norms["long_range"] = float(torch.sqrt(sum(squares, torch.zeros(()))))
+        total = sum(norms.values())
+        return {k: v / total for k, v in norms.items()} if total > 0 else None
 
     def _update_weight_schedules(self) -> None:
         """Move ``same_step_credit`` and the top-k write's share along their schedules (and log them)."""
@@ -325,11 +360,12 @@ class RMN(DDPG):
         q = self.critic(e, m).squeeze(-1)
         return F.mse_loss(q, target_q), q.mean().item()
 
-    def _actor_loss(self, batch: WindowSamples) -> tuple[torch.Tensor, float]:
+    def _actor_loss(self, batch: WindowSamples) -> tuple[torch.Tensor, float, dict]:
         """``-(sum_i gamma^i r_{s+i} + gamma^L Q(e_{s+L}, T(m_{s+L-1}, mu(...))))`` over the window of ``L =
         recipe.window`` writes, which trains the actor, the predictor and ``m0``.
 
-        :return: the loss and the predictor's mean error over the window
+        :return: the loss, the predictor's mean error over the window, and the loss's two terms (``reward``: the
+            immediate rewards', ``critic``: the bootstrap's) for the writer's gradient shares
         """
         m = self._start_memory(batch.prev_memory, batch.starts_movie)
         loss = torch.zeros((), device=m.device)
@@ -347,8 +383,9 @@ class RMN(DDPG):
         e_next = batch.segments[:, self.recipe.window]
         next_parts = self.actor(e_next, m)
         m_next = self._same_step_view(m, next_parts, write(m, next_parts))
-        loss = loss - discount * (keep_going * self.critic(e_next, m_next).squeeze(-1)).mean()
-        return loss, float(np.mean(maes))
+        bootstrap = discount * (keep_going * self.critic(e_next, m_next).squeeze(-1)).mean()
+        terms = {"reward": loss, "critic": -bootstrap}
+        return loss - bootstrap, float(np.mean(maes)), terms
 
     def _same_step_view(self, memory: torch.Tensor, parts: WriteAction, written: torch.Tensor) -> torch.Tensor:
         """``written = T(memory, parts)`` as a read at the same step sees it: the same value, with the gradient into

@@ -132,11 +132,13 @@ class CheckpointAndEval(BaseCallback):
         return True
 
     def training_values(self) -> dict:
-        """The latest training losses and episode reward the algorithm logged (SB3's ``train/*`` and
-        ``rollout/ep_rew_mean``), for the training-curves figure: ``train_<name>``, ``rollout_ep_rew_mean``."""
+        """The latest training losses, episode reward and (the RMN) writer's gradient shares the algorithm logged
+        (SB3's ``train/*`` and ``rollout/ep_rew_mean``), for the training-curves figure: ``train_<name>``,
+        ``rollout_ep_rew_mean``."""
         values = {**self.dumped.values, **self.model.logger.name_to_value}
         out = {k.replace("/", "_"): float(v) for k, v in values.items()
-               if (k.startswith("train/") and k.endswith("loss")) or k == "rollout/ep_rew_mean"}
+               if (k.startswith("train/") and (k.endswith("loss") or k.startswith("train/writer_share_")))
+               or k == "rollout/ep_rew_mean"}
         return dict(sorted(out.items()))
 
     def finish(self) -> None:
