@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 from agents.cli import run_cli
 from agents.config import STOCK_ALGORITHMS, TrainConfig, recipe
 from agents.runs import train
+from agents.runs.shared import shared_encoder
 from agents.sb3_algorithms import algorithm_config, check_algorithm
-from benchmarks.common import benchmark_parser, mean_spread, parse_benchmark_args, report, shared_encoder
+from benchmarks.common import benchmark_parser, mean_spread, parse_benchmark_args, report
 
 #: the RL algorithms compared here (the supervised baselines are benchmarked by :mod:`benchmarks.quality`)
 RL_ALGORITHMS = ("rmn", *STOCK_ALGORITHMS)
@@ -90,8 +91,8 @@ def _shared_encoder(s: AlgorithmBenchmarkSettings, seed: int, out: Path, progres
     """``"pooling"``/a given path as is; ``"lstm"``: pretrain once for this seed and return the saved path."""
     if s.encoder != "lstm":
         return s.encoder
-    folder = out / "encoders" / f"seed{seed}"
-    return shared_encoder(_base_config(s, seed, folder, "lstm"), folder, progress)
+    cfg = _base_config(s, seed, out / "encoders", "lstm")
+    return shared_encoder(cfg, out / "encoders", progress).encoding.encoder
 
 
 def run_benchmark(s: AlgorithmBenchmarkSettings, out: Path, progress: bool = True) -> pd.DataFrame:

@@ -1,5 +1,5 @@
 """Helpers shared by the benchmark scripts: their command line and report, machine description, markdown
-tables, CSV output, RSS, the shared segment encoder."""
+tables, CSV output, RSS."""
 from __future__ import annotations
 
 import argparse
@@ -15,9 +15,6 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 import torch
-
-from agents.config import TrainConfig
-from agents.inputs import build_encoder, load_splits
 
 
 def machine_description() -> str:
@@ -87,16 +84,6 @@ def report(table: pd.DataFrame, args: argparse.Namespace, name: str, title: str,
     header = f"{title} ({'quick' if args.quick else 'full'}: {details}). Measured {stamp()}."
     print(write_table(table, out, name, header))
     return 0
-
-
-def shared_encoder(cfg: TrainConfig, folder: Path, progress: bool = False) -> str:
-    """Build ``cfg``'s segment encoder once into ``folder`` (reused where it is there already) and return the
-    path of its ``encoder.pt``, for every run of the same data and seed to load (identical embeddings)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "encoder.pt").exists():
-        build_encoder(cfg, load_splits(cfg), folder, progress)
-    return str(folder / "encoder.pt")
 
 
 def mean_spread(values: Iterable[float], digits: int = 3) -> str:

@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 from agents.cli import run_cli
 from agents.config import TrainConfig, recipe
 from agents.runs import train
-from benchmarks.common import (NetworkSizes, benchmark_parser, mean_spread, parse_benchmark_args, report,
-                               shared_encoder)
+from agents.runs.shared import shared_encoder
+from benchmarks.common import NetworkSizes, benchmark_parser, mean_spread, parse_benchmark_args, report
 
 MODELS = ("rmn", "segment", "lstm", "memory_tbptt", "memory_bptt", "transformer")
 REPO = Path(__file__).resolve().parents[1]
@@ -156,7 +156,7 @@ def run_quality(settings: Optional[QualitySettings] = None, out: Path = Path("ru
         bar.set_postfix_str(f"{label} {model} seed {seed}")
         key = label.replace(" ", "_").replace("=", "")
         cfg = _base_config(s, dataset, options, seed, runs_dir / key / model / f"seed{seed}")
-        cfg = cfg.update({"encoder": shared_encoder(cfg, runs_dir / key / f"encoder-seed{seed}")})
+        cfg = shared_encoder(cfg, runs_dir / "encoders")
         summary = train_one(model, cfg, s)
         pccs = {k[len("test_"):]: v for k, v in summary.items() if k.startswith("test_") and k.endswith("_pcc")}
         rows.append({"dataset": label, "distance": distance, "model": model, "seed": seed,

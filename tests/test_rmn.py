@@ -931,7 +931,7 @@ def test_warm_start_from_a_bptt_run_starts_from_its_networks_and_encoder(tmp_pat
         pytest.approx(summary["test_mse"])
 
 
-def test_writer_pretraining_starts_the_agent_from_bptt_on_short_movies_and_is_reused(tmp_path):
+def test_writer_pretraining_starts_the_agent_from_bptt_on_short_movies_and_is_reused(tmp_path, capsys):
     """By default the writer is pretrained by full BPTT on short synthetic movies (``writer_pretrain/``) and the
     agent starts from it: before any RMN update it scores exactly what the pretrained model scored. A finished
     pretraining is reused by a rerun after an interruption; an unfinished one, or one with other settings, is redone."""
@@ -955,8 +955,9 @@ def test_writer_pretraining_starts_the_agent_from_bptt_on_short_movies_and_is_re
     assert pretrain_writer_options(cfg_of(pretrain_writer_options={"length": 60})) == {"length": 60}
     model_pt = out / "writer_pretrain" / "model.pt"
     stamp = os.stat(model_pt).st_mtime_ns
-    shutil.rmtree(out / "checkpoint")  # as if interrupted before the RMN's first checkpoint: the rerun reuses the
-    train(cfg_of(out=str(out)), resume=True, progress=False)  # finished pretraining and validates it once
+    shutil.rmtree(out / "checkpoint")  # as if killed before the RMN's first checkpoint: the rerun says so, reuses
+    train(cfg_of(out=str(out)), resume=True, progress=False)  # the finished pretraining and validates it once
+    assert "has no checkpoint yet: its training starts again from step 0" in capsys.readouterr().err
     assert os.stat(model_pt).st_mtime_ns == stamp
     assert pd.read_csv(out / "eval_log.csv")["timesteps"].tolist() == [0, 150, 152]
     (out / "writer_pretrain" / "summary.json").unlink()  # interrupted before its end: redone

@@ -349,6 +349,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     encoder = build_encoder(cfg, data, run.path, progress, given=trainer.given_encoder())
     trainer.build(data, encoder)
     if trainer.resumable:
+        if resume and not trainer.continuing:
+            print(f"{run.path} has no checkpoint yet: its training starts again from step 0 (a finished encoder and "
+                  "writer pretraining are kept)", file=sys.stderr)
         state = run.checkpoint_state() if trainer.continuing else {}
         t0 -= state.get("wall_s", 0.0)
         if resume:
