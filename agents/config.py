@@ -71,7 +71,7 @@ Algo = Literal["rmn", "ddpg", "td3", "sac", "ppo", "a2c", "tqc", "recurrentppo",
 ALGORITHMS = get_args(Algo)
 STOCK_ALGORITHMS = ALGORITHMS[1:8]
 BASELINES = ALGORITHMS[8:]
-RecipeName = Literal["default", "paper", "quick"]
+RecipeName = Literal["default", "paper", "quick", "rl"]
 Readout = Literal["mlp", "paper"]
 
 
@@ -378,6 +378,9 @@ class RMNConfig(Part):
     """share of the top-k write against the full softmax: a number or [start, end, fraction]"""
     window: int = 1
     """writes unrolled in the actor objective before bootstrapping with the critic (1: the paper)"""
+    critic_weight: float = 1.0
+    """weight of the critic's bootstrap term in the actor objective (1: the method; 0: a control run that shows
+    what the writer learns without the critic)"""
     update_thread: bool = True
     """differentiate the critic and the long-range loss in a worker thread (a second core); same results"""
     long_range: LongRangeConfig = field(default_factory=LongRangeConfig)
@@ -398,6 +401,7 @@ class RMNConfig(Part):
         self.write_top_k_weight = check_weight("write_top_k_weight", self.write_top_k_weight)
         if check_count("window", self.window, "none") < 1:
             raise ValueError(f"window must be >= 1, got {self.window}")
+        check_positive("critic_weight", self.critic_weight, strict=False)
         if self.long_range.jump_mode == "adjoint" and self.long_range.jump_weight > 0 and \
                 self.refresh.refresh_every <= 0:
             raise ValueError("jump_mode='adjoint' stores its adjoints at each refresh: set refresh_every > 0")
@@ -467,8 +471,9 @@ class TrainConfig(Part):
     """Everything a training run needs; saved as ``config.json`` in the run directory."""
 
     recipe: RecipeName = "default"
-    """the named recipe the config starts from: 'default' (the project's), 'paper' (the paper as written) or
-    'quick' (the default's method on a budget of minutes, to try the project)"""
+    """the named recipe the config starts from: 'default' (the project's), 'paper' (the paper as written),
+    'quick' (the default's method on a budget of minutes, to try the project) or 'rl' (reinforcement learning as
+    the only long-range signal: no BPTT pretraining, no long-range loss)"""
     env: str = "LiRISMemory-v0"
     """environment id"""
     data: DataConfig = field(default_factory=DataConfig)
@@ -703,7 +708,16 @@ def quick_recipe() -> TrainConfig:
                        run=RunConfig(eval_every=2_500, checkpoint_every=5_000))
 
 
-RECIPES = {"default": default_recipe, "paper": paper_recipe, "quick": quick_recipe}
+def rl_recipe() -> TrainConfig:
+    """The default recipe with reinforcement learning as the only long-range signal (issue 37's subject): no writer
+    pretraining by BPTT, no long-range loss; the writer learns from the immediate reward and the learned,
+    bootstrapped afterstate critic alone, with one-step TD, and every update costs the same whatever the movies'
+    length. Work in progress: see docs/recipe.md for what it scores so far."""
+    return TrainConfig(recipe="rl", rmn=RMNConfig(long_range=LongRangeConfig(jump_weight=0.0)),
+                       warm_start=WarmStartConfig(pretrain_writer_epochs=0))
+
+
+RECIPES = {"default": default_recipe, "paper": paper_recipe, "quick": quick_recipe, "rl": rl_recipe}
 
 
 def recipe(name: str) -> TrainConfig:

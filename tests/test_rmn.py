@@ -1066,3 +1066,20 @@ def test_numpy_streaming_equals_batched_torch_rollout(coupled, arch):
     slow = rollout(actor, predictor, [e, e[:50]])[0]  # batched torch path
     np.testing.assert_allclose(fast["prediction"], slow["prediction"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(fast["attention"], slow["attention"], rtol=1e-4, atol=1e-6)
+
+
+def test_the_rl_recipe_has_no_bptt_signal_and_the_critic_weight_switches_the_critic_off():
+    """``--recipe rl``: no writer pretraining by BPTT and no long-range loss, so the writer learns from the
+    immediate reward and the critic only; ``critic_weight=0`` (the control run) takes the critic out of what the
+    writer learns from, and only that."""
+    rl = recipe("rl")
+    assert rl.rmn.long_range.jump_weight == 0 and not rl.warm_start.pretrains and rl.rmn.window == 1
+    assert rl.rmn.critic_weight == 1.0 and rl.overrides() == {}
+    shares = {}
+    for weight in (1.0, 0.0):
+        model = tiny_agent(learning_starts=20, critic_weight=weight)
+        model.learn(120)
+        batch = model.replay_buffer.sample_windows(16, 1)
+        loss, _, terms = model._actor_loss(batch)
+        shares[weight] = model._writer_shares(model._writer_gradient_norms(terms), None)
+    assert 0 < shares[1.0]["critic"] < 1 and shares[0.0]["critic"] == 0 and shares[0.0]["reward"] == 1

@@ -383,7 +383,7 @@ class RMN(DDPG):
         e_next = batch.segments[:, self.recipe.window]
         next_parts = self.actor(e_next, m)
         m_next = self._same_step_view(m, next_parts, write(m, next_parts))
-        bootstrap = discount * (keep_going * self.critic(e_next, m_next).squeeze(-1)).mean()
+        bootstrap = self.recipe.critic_weight * discount * (keep_going * self.critic(e_next, m_next).squeeze(-1)).mean()
         terms = {"reward": loss, "critic": -bootstrap}
         return loss - bootstrap, float(np.mean(maes)), terms
 
