@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence, TypeVar
 import tyro
 
 from affect_env.data import DataError
-from agents.config import TrainConfig, read_config_file, recipe, unchecked
+from agents.config import TrainConfig, field_names, read_config_file, recipe, unchecked
 from agents.runs.directory import RunDirectory
 
 
@@ -62,8 +62,6 @@ def parse_command(cls: type[C], argv: Optional[Sequence[str]], prog: str, descri
             base = base.update(defaults, prog)
         if known.config is not None:
             base = base.update(read_config_file(known.config), str(known.config))
-    if known.paper_faithful and "--recipe" not in argv:
-        argv = ["--recipe", "paper", *argv]
     with unchecked():  # values are checked below, as one config, so a bad one is reported in one line
         parsed = tyro.cli(cls, args=argv, default=cls(train=base), prog=prog, description=description,
                           config=(tyro.conf.OmitArgPrefixes,))
@@ -79,20 +77,11 @@ def explicit_fields(argv: Optional[Sequence[str]], command: Command) -> set:
     names = set(command.train.flat())
     chosen = {f for f in flags if f in names}
     if command.config is not None:
-        chosen |= {str(k).split(".")[-1] for k in _leaf_keys(read_config_file(command.config))}
+        chosen |= field_names(read_config_file(command.config), str(command.config))
     return chosen
 
 
-def _leaf_keys(data: dict):
-    for key, value in data.items():
-        if isinstance(value, dict) and key in ("data", "encoding", "memory", "algorithm", "rmn", "long_range",
-                                               "refresh", "warm_start", "baseline", "run"):
-            yield from _leaf_keys(value)
-        else:
-            yield key
-
-
-def interrupted(out) -> int:
+def report_interrupt(out) -> int:
     """Say on Ctrl-C how to go on with the run in ``out``; the exit status 130."""
     if RunDirectory(out).has_checkpoint():
         print(f"interrupted: continue with --resume {out} (its last checkpoint is kept)", file=sys.stderr)

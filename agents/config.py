@@ -619,6 +619,14 @@ def _field_paths(cls, prefix=()) -> dict:
     return out
 
 
+def field_names(data: dict, where: str = "config") -> set:
+    """The names of the fields a mapping sets (nested mappings, dotted paths or bare names).
+
+    :raises ValueError: naming ``where`` and an unknown field
+    """
+    return {path[-1] for path, _ in _paths(data, where)}
+
+
 def _paths(data: dict, where: str, prefix: tuple = ()):
     """``(path, value)`` of each field named in ``data`` (nested mappings, dotted paths or bare names)."""
     for key, value in data.items():
@@ -633,22 +641,6 @@ def _paths(data: dict, where: str, prefix: tuple = ()):
             raise ValueError(f"{where}: unknown field {'.'.join(prefix + parts)!r}; the fields are: "
                              f"{', '.join(sorted(LEAF_PATHS))}")
         yield path, value
-
-
-def coerce(cls, value):
-    """``value`` as the config part ``cls``: itself, or built from a (possibly partial, nested) mapping of its
-    fields, as YAML files such as rl-baselines3-zoo's hold them."""
-    if isinstance(value, cls):
-        return value
-    if not isinstance(value, dict):
-        raise ValueError(f"{cls.__name__}: expected a mapping of its fields, got {value!r}")
-    tree = dataclasses.asdict(cls())
-    for key, sub in value.items():
-        if isinstance(sub, dict) and isinstance(tree.get(key), dict) and key in _PART_NAMES:
-            tree[key].update(sub)
-        else:
-            tree[key] = sub
-    return _build(cls, tree)
 
 
 def _build(cls, tree: dict):

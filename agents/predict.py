@@ -5,8 +5,8 @@
 
 ``MODEL`` is a run directory or a ``model.zip``: the RMN policy carries the segment encoder with its
 normalisation statistics, so raw features -> embeddings -> memory writes -> predictions all come from
-the zip. The run's ``config.json`` (next to the zip, or one level up for ``checkpoint/model.zip``) gives
-the defaults: target names, segment length and the reader options of the training data.
+the zip. The run's ``config.json`` (next to the zip, or one level up for ``checkpoint/model.zip`` or
+``best/<score>.zip``) gives the defaults: target names, segment length and the reader options of the training data.
 
 Writes ``DIR/<movie_id>.csv`` (per-second ``time`` and one column per target), the MediaEval 2018 style
 ``DIR/mediaeval/<movie_id>_Valence-Arousal.txt`` (when the targets include valence and arousal),
@@ -30,12 +30,12 @@ from affect_env.data.mediaeval import load_mediaeval, mediaeval_splits
 from affect_env.data.tables import list_table_files, load_tables
 from affect_env.files import atomic_path, atomic_write_text
 from agents.cli import run_cli
-from agents.config import TrainConfig
 from agents.plots import plt
 from agents.rollout import rollout
 from agents.runs import load_model_file
+from agents.runs.evaluation import load_config
 
-__all__ = ["FORMATS", "SPLIT_CHOICES", "check_feature_dim", "find_run_config", "iter_datasets", "load_run",
+__all__ = ["FORMATS", "SPLIT_CHOICES", "check_feature_dim", "iter_datasets", "load_run",
            "mediaeval_text", "per_second", "per_second_table", "predict_movie", "predict_movies"]
 
 PathLike = Union[str, Path]
@@ -57,21 +57,6 @@ _EPS = 1e-9
 
 
 # ------------------------------------------------------------------------------------------------ model
-def find_run_config(model_path: PathLike) -> Optional[Path]:
-    """The ``config.json`` of the run a model belongs to, or ``None``.
-
-    :param model_path: a run directory, its ``model.zip``, or a run's ``checkpoint/model.zip``
-    """
-    path = Path(model_path)
-    if path.is_dir():
-        candidates = [path / "config.json"]
-    else:
-        candidates = [path.parent / "config.json"]
-        if path.parent.name == "checkpoint":
-            candidates.append(path.parent.parent / "config.json")
-    return next((c for c in candidates if c.is_file()), None)
-
-
 def load_run(model_path: PathLike, device: str = "auto") -> tuple:
     """``(model, config or None)``: the RMN model and its run's :class:`~agents.config.TrainConfig`.
 
@@ -83,9 +68,7 @@ def load_run(model_path: PathLike, device: str = "auto") -> tuple:
     model = load_model_file(path, device)
     if getattr(model.policy, "encoder", None) is None:
         raise ValueError(f"{path}: the model carries no segment encoder, so it cannot read raw features")
-    config_path = find_run_config(path)
-    cfg = TrainConfig.load(config_path) if config_path is not None else None
-    return model, cfg
+    return model, load_config(path)
 
 
 def _target_names(model, cfg, targets: Optional[Sequence[str]], model_path: PathLike) -> Tuple[str, ...]:

@@ -199,11 +199,11 @@ def sb3_kwargs(cfg: TrainConfig, algo: str, extras: Optional[dict], n_actions: i
     return kwargs
 
 
-def stock_extras(algo: str, hyperparams: Optional[dict] = None) -> dict:
-    """The constructor arguments of a stock algorithm beyond the config: its zoo section's, with the
-    non-config entries of ``hyperparams`` on top (``policy_kwargs`` merged)."""
+def stock_extras(algo: str, user: Optional[dict] = None) -> dict:
+    """The constructor arguments of a stock algorithm beyond the config: its zoo section's, with the user's
+    (the non-config part of :func:`split_hyperparams`) on top (``policy_kwargs`` merged)."""
     _, extras = split_section(algorithm_section(algo), str(HYPERPARAMS_FILE))
-    _, user = split_hyperparams(hyperparams)
+    user = dict(user or {})
     if "policy_kwargs" in user:
         user["policy_kwargs"] = {**extras.get("policy_kwargs", {}), **user["policy_kwargs"]}
     return {**extras, **user}

@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 import yaml
 
-from agents.cli import Command, explicit_fields, interrupted, parse_command, run_cli
+from agents.cli import Command, explicit_fields, parse_command, report_interrupt, run_cli
 from agents.runs import train
 from agents.sb3_algorithms import algorithm_config
 
@@ -54,7 +54,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             summary = train(args.train.update({"out": str(args.resume)}), resume=True, progress=args.progress)
         except KeyboardInterrupt:
-            return interrupted(args.resume)
+            return report_interrupt(args.resume)
         print(json.dumps({"run": str(args.resume), **summary}, indent=2))
         return 0
     cfg = args.train
@@ -65,7 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         summary = train(cfg, progress=args.progress, hyperparams=hyperparams)
     except KeyboardInterrupt:
-        return interrupted(cfg.run.out)
+        return report_interrupt(cfg.run.out)
     print(json.dumps({"run": cfg.run.out, **summary}, indent=2))
     return 0
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Optional, Sequence
 
-from agents.cli import Command, interrupted, parse_command, run_cli
+from agents.cli import Command, parse_command, report_interrupt, run_cli
 from agents.runs import train
 
 
@@ -24,7 +24,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         summary = train(args.train.update({"out": out}), resume=bool(args.resume), progress=args.progress)
     except KeyboardInterrupt:
-        return interrupted(out)
+        return report_interrupt(out)
     print(json.dumps({"run": out, **summary}, indent=2))
     return 0
 

@@ -36,11 +36,9 @@ import affect_env  # noqa: F401  (registers LiRISMemory-v0 for rl_zoo3's gym.mak
 from agents.cli import run_cli
 from agents.config import LEAF_PATHS, TrainConfig
 from agents.rmn import RMN
-from agents.sb3_algorithms import ENV_ID, HYPERPARAMS_FILE, ZOO_NAMES, check_algorithm, load_hyperparams_file
+from agents.sb3_algorithms import (CONFIG_KEYS, ENV_ID, HYPERPARAMS_FILE, ZOO_NAMES, check_algorithm,
+                                   load_hyperparams_file)
 
-#: the SB3 arguments of the RMN (the rest of its recipe is one ``recipe`` mapping)
-SB3_ARGUMENTS = ("learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma", "train_freq",
-                 "gradient_steps")
 
 
 def rmn_hyperparams(cfg: Optional[TrainConfig] = None, n_timesteps: Optional[int] = None) -> dict:
@@ -49,7 +47,7 @@ def rmn_hyperparams(cfg: Optional[TrainConfig] = None, n_timesteps: Optional[int
     cfg = cfg or TrainConfig()
     values = cfg.to_dict()
     n_timesteps = int(n_timesteps or cfg.algorithm.timesteps)
-    params = {k: values["algorithm"][k] for k in SB3_ARGUMENTS}
+    params = {k: values["algorithm"][k] for k in CONFIG_KEYS}  # the SB3 arguments; the rest is one recipe
     params["buffer_size"] = int(min(params["buffer_size"], n_timesteps + 1))
     return {"policy": "RMNPolicy", "n_timesteps": n_timesteps, **params, "recipe": values["rmn"],
             "policy_kwargs": {"memory": values["memory"]}}

@@ -305,6 +305,12 @@ class BaselineTrainer(Trainer):
         return dict(self.extra)
 
 
+def seed_process(cfg: TrainConfig) -> None:
+    """Set torch's CPU threads (``threads``) and seed Python's, NumPy's and torch's generators (``seed``)."""
+    torch.set_num_threads(cfg.run.threads)
+    set_random_seed(cfg.run.seed)
+
+
 def make_trainer(cfg: TrainConfig, run: RunDirectory, progress: bool, hyperparams: Optional[dict] = None) -> Trainer:
     """The :class:`Trainer` of ``cfg.algorithm.algo``; ``hyperparams`` (stock algorithms only) are extra
     constructor arguments."""
@@ -340,9 +346,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     if isinstance(trainer, SB3Trainer) and algo.learning_starts >= algo.timesteps:
         print(f"warning: learning_starts ({algo.learning_starts}) >= timesteps ({algo.timesteps}): the first update "
               "comes after the learning_starts random steps, so this run makes none", file=sys.stderr)
-    torch.set_num_threads(cfg.run.threads)
-    set_random_seed(cfg.run.seed)
-    torch.manual_seed(cfg.run.seed)
+    seed_process(cfg)
 
     t0 = time.time()
     data = load_splits(cfg)

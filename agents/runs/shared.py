@@ -12,12 +12,9 @@ import json
 import shutil
 from pathlib import Path
 
-import torch
-from stable_baselines3.common.utils import set_random_seed
-
 from agents.config import TrainConfig
 from agents.inputs import build_encoder, load_splits
-from agents.runs.pipeline import pretrain_config, train
+from agents.runs.pipeline import pretrain_config, seed_process, train
 
 #: the settings each shared input depends on (field names of the config)
 ENCODER_FIELDS = ("dataset", "dataset_options", "train_dataset_options", "targets", "segment_seconds", "encoder",
@@ -41,8 +38,7 @@ def shared_encoder(cfg: TrainConfig, cache: Path, progress: bool = False) -> Tra
     folder = Path(cache) / f"encoder-{digest(cfg, ENCODER_FIELDS)}"
     if not (folder / "encoder.pt").exists():
         folder.mkdir(parents=True, exist_ok=True)
-        torch.set_num_threads(cfg.run.threads)
-        set_random_seed(cfg.run.seed)
+        seed_process(cfg)
         build_encoder(cfg, load_splits(cfg), folder, progress)  # written atomically: a worker sees all or nothing
     return cfg.update({"encoder": str(folder / "encoder.pt")}, "shared encoder")
 
