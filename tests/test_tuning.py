@@ -1,6 +1,8 @@
 """Tuning: Optuna studies over tau/gamma/N (storage, workers, pruning, failures, outputs) and the N-ablation."""
 import json
 import multiprocessing
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -17,7 +19,7 @@ from agents.config import TrainConfig, recipe
 from agents.runs import train
 from tuning import ablate_slots, optimize
 from tuning.optimize import RMNObjective, SearchSpace, run_study
-from tuning.storage import make_storage, open_study, resolve_storage_url
+from tuning.storage import JOURNAL_PREFIX, fail_running_trials, make_storage, open_study, resolve_storage_url
 
 TINY = dict(dataset_options={"n_movies": [4, 2, 2], "length": 240, "dependency_distance": 200, "intro_span": 10},
             memory_dim=8, net_arch=[32, 32], predictor_hidden=[32], encoder="pooling", timesteps=200,
@@ -47,7 +49,7 @@ def study_dir(tmp_path_factory):
     """A study that lived through a crashing trial and a killed worker, then got 2 real trials."""
     out = tmp_path_factory.mktemp("study")
     base = tiny()
-    hb = dict(heartbeat_interval=1, grace_period=1)
+    hb = dict(heartbeat_interval=1, grace_period=2)
     study = run_study("tiny", base, out, n_trials=1, space=SPACE, progress=False, train_fn=crashing_train, **hb)
     assert [t.state for t in study.trials] == [TrialState.FAIL]
     # a worker killed mid-trial: its trial stays RUNNING with a last heartbeat that then goes stale
@@ -55,7 +57,7 @@ def study_dir(tmp_path_factory):
     with pytest.warns(UserWarning, match="Heartbeat"):  # ask() on a heartbeat storage: as a worker would
         trial = killed.ask()
     killed._storage.record_heartbeat(trial._trial_id)
-    time.sleep(1.5)
+    time.sleep(2.5)  # longer than the grace period: the heartbeat is stale
     run_study("tiny", base, out, n_trials=2, space=SPACE, progress=False, **hb)
     return out
 
@@ -183,6 +185,161 @@ def test_two_workers_share_one_study(tmp_path, kind):
     assert sorted(t.number for t in study.trials) == [0, 1]
     assert {p.name for p in (tmp_path / "out" / "trials").iterdir()} == {"0", "1"}
     assert TrainConfig.load(tmp_path / "out" / "best_params.json").memory.n_slots == study.best_params["n_slots"]
+
+
+def _train_then_hang(cfg, *, on_eval, **kwargs):
+    """The killed worker's training: the real one, held for good inside the trial right after its first validation
+    report, so that the kill lands in the middle of a trial however fast the machine is."""
+
+    def report_then_hang(row: dict) -> None:
+        on_eval(row)
+        while True:
+            time.sleep(60)
+
+    return train(cfg, on_eval=report_then_hang, **kwargs)
+
+
+def _hanging_worker(argv):
+    optimize.train = _train_then_hang  # in this forked worker only
+    _worker(argv)
+
+
+def _wait_for(find, what: str, alive=(), timeout: float = 300):
+    """Poll ``find()`` until it returns something; fail naming ``what`` on timeout or when a process of ``alive``
+    has exited meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = find()
+        if found:
+            return found
+        for process in alive:
+            if process.exitcode is not None:
+                pytest.fail(f"waiting for {what}: worker {process.pid} exited with {process.exitcode}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def _trials(storage, study_name: str) -> list:
+    """The study's trials, ``[]`` while no worker has created the study yet."""
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return []
+    return storage.get_all_trials(study_id)
+
+
+def test_workers_on_two_machines_share_a_postgresql_study(postgres_url, tmp_path, capfd):
+    """The documented multi-machine setup on a real PostgreSQL server: two workers run `python -m tuning.optimize`
+    with the same --storage URL at the same moment on a new database, each with its own --out (as on two machines,
+    sharing no lock file). One is killed (SIGKILL) in the middle of a trial: its heartbeats stop, and once the grace
+    period has passed the next worker that starts a trial marks it FAIL; the other worker's trials are unaffected,
+    and every finished trial is in the database with the value its run wrote."""
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({**TINY, "timesteps": 100, "learning_starts": 50, "eval_every": 50}))
+    grace = 3
+    argv = ["--study", "pg", "--storage", postgres_url, "--config", str(config), "--n-range", "1", "4",
+            "--heartbeat-interval", "1", "--grace-period", str(grace), "--no-progress"]
+    killed_out, survivor_out = tmp_path / "machine-a", tmp_path / "machine-b"
+    ctx = multiprocessing.get_context("fork")
+    victim = ctx.Process(target=_hanging_worker,
+                         args=(argv + ["--out", str(killed_out), "--n-trials", "1", "--sampler-seed", "0"],))
+    survivor = ctx.Process(target=_worker,
+                           args=(argv + ["--out", str(survivor_out), "--n-trials", "2", "--sampler-seed", "1"],))
+    victim.start()
+    survivor.start()
+    try:
+        storage = make_storage(resolve_storage_url(postgres_url, tmp_path), heartbeat_interval=None)
+
+        def victim_mid_trial():
+            return [t for t in _trials(storage, "pg") if t.state == TrialState.RUNNING and t.intermediate_values
+                    and t.user_attrs.get("run_dir", "").startswith(str(killed_out))]
+
+        (killed,) = _wait_for(victim_mid_trial, "the first worker's trial to report", alive=(victim,))
+        os.kill(victim.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        victim.join(timeout=60)
+        assert victim.exitcode == -signal.SIGKILL
+        survivor.join(timeout=300)
+        assert survivor.exitcode == 0  # its trials are unaffected by the other worker's death
+    finally:
+        for process in (victim, survivor):
+            if process.is_alive():
+                process.kill()
+                process.join()
+    # the surviving machine runs the same command again once the grace period has passed since the kill: its first
+    # trial fails the dead worker's one (unless one of its first trials already did)
+    time.sleep(max(0.0, killed_at + grace + 1 - time.monotonic()))
+    assert run_cli(optimize.main, argv + ["--out", str(survivor_out), "--n-trials", "1", "--sampler-seed", "2"]) == 0
+
+    study = optuna.load_study(study_name="pg", storage=resolve_storage_url(postgres_url, tmp_path))
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    dead = study.trials[killed.number]
+    assert dead.state == TrialState.FAIL
+    assert list(dead.intermediate_values) == [50]  # failed in the middle: after its first report, before the end
+    assert not (killed_out / "trials" / str(killed.number) / "summary.json").exists()
+    finished = [t for t in study.trials if t.number != killed.number]
+    assert [t.state for t in finished] == [TrialState.COMPLETE] * 3
+    for t in finished:
+        run_dir = Path(t.user_attrs["run_dir"])
+        assert run_dir.parent == survivor_out / "trials"
+        assert t.value == pytest.approx(json.loads((run_dir / "summary.json").read_text())["val_gap_closed"])
+        assert sorted(t.intermediate_values) == [50, 100]
+    err = capfd.readouterr().err
+    assert err.count(f"trial {killed.number} of study 'pg' marked FAIL: no heartbeat") == 1
+    assert TrainConfig.load(survivor_out / "best_params.json").memory.n_slots == study.best_params["n_slots"]
+
+
+def test_workers_on_several_machines_may_create_a_new_database_at_once(postgres_url, tmp_path):
+    """Workers started at the same moment on a new PostgreSQL database, each with its own --out (no shared lock
+    file): all of them open the one study, although their schema creations collide (retried)."""
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Barrier(4)
+
+    def open_at_once(k: int) -> None:
+        start.wait()
+        study = open_study("race", resolve_storage_url(postgres_url, tmp_path), tmp_path / f"machine-{k}",
+                           direction="minimize", user_attrs={"objective": "mse"})
+        sys.exit(0 if study.user_attrs == {"objective": "mse"} else 1)
+
+    workers = [ctx.Process(target=open_at_once, args=(k,)) for k in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0] * 4
+    assert [s.study_name for s in optuna.get_all_study_summaries(resolve_storage_url(postgres_url, tmp_path))] == [
+        "race"]
+
+
+def test_database_errors_say_what_to_do(monkeypatch):
+    """A database URL that cannot be used is one line naming the problem, never the password; a missing PostgreSQL
+    driver names the package to install."""
+    with pytest.raises(ValueError, match=r"cannot open the database: .*refused") as err:
+        make_storage(resolve_storage_url("postgresql://optuna:s3cret@127.0.0.1:1/optuna", "."))
+    assert "s3cret" not in str(err.value) and "optuna:***@" in str(err.value) and "\n" not in str(err.value)
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
+    with pytest.raises(ValueError, match=r"driver is not installed .*pip install 'affect-rmn\[postgres\]'"):
+        make_storage(resolve_storage_url("postgresql://optuna@db.example/optuna", "."))
+    with pytest.raises(ValueError, match="--grace-period 1 with --heartbeat-interval 1: a live trial would be failed"):
+        make_storage(JOURNAL_PREFIX + "unused", heartbeat_interval=1, grace_period=1)
+
+
+@pytest.mark.parametrize("when", ["after training", "at a report"])
+def test_a_worker_whose_trial_was_failed_meanwhile_stops_saying_why(tmp_path, when):
+    """A worker that sent no heartbeat for longer than the grace period (paused, cut off from the database) finds
+    its trial failed by another worker: it stops with one line saying so, not Optuna's internal assertion."""
+    url = resolve_storage_url(None, tmp_path)
+
+    def train_while_declared_dead(cfg, *, on_eval, **kwargs):
+        fail_running_trials(optuna.load_study(study_name="stale", storage=url))  # what the other worker does
+        if when == "at a report":
+            on_eval({"timesteps": 100, "gap_closed": 0.1, "mse": 1.0})
+        return {"val_gap_closed": 0.5}
+
+    with pytest.raises(ValueError, match="trial 0 was marked FAIL by another worker while this one ran it"):
+        run_study("stale", tiny(), tmp_path, n_trials=2, space=SPACE, progress=False, write_outputs=False,
+                  train_fn=train_while_declared_dead)
+    assert [t.state for t in load(tmp_path, "stale").trials] == [TrialState.FAIL]
 
 
 def test_journal_running_trials_can_be_failed_explicitly(tmp_path):

@@ -36,7 +36,7 @@ from agents.runs import train
 from agents.runs.shared import shared_encoder, shared_writer
 from tuning.commands import parse_tool_command
 from tuning.plots import plot_study
-from tuning.storage import dashboard_command, fail_running_trials, open_study, resolve_storage_url
+from tuning.storage import dashboard_command, display_url, fail_running_trials, open_study, resolve_storage_url
 
 #: metric -> optimisation direction
 DIRECTIONS = {"gap_closed": "maximize", "mse": "minimize"}
@@ -137,12 +137,17 @@ class RMNObjective:
     :param out: the study directory; trial ``k`` trains into ``out/trials/k``
     :param metric: ``"gap_closed"`` or ``"mse"`` (reported every ``base.run.eval_every`` steps for pruning)
     :param train_fn: the training function (default :func:`agents.runs.train`)
+
+    ``failed_elsewhere`` lists the trials of this worker that another worker marked ``FAIL`` while they ran
+    (their heartbeat went stale: this worker was paused, overloaded or cut off from the database for longer than
+    the grace period); Optuna then refuses their result, and :func:`run_study` says why.
     """
 
     def __init__(self, base: TrainConfig, space: SearchSpace, out: Union[str, Path], metric: str,
                  train_fn: Optional[Callable] = None) -> None:
         self.base, self.space, self.out, self.metric = base, space, Path(out), metric
         self.train_fn = train_fn or train
+        self.failed_elsewhere: list = []
 
     def trial_config(self, trial: optuna.Trial) -> TrainConfig:
         """The trial's config: base, sampled parameters, ``out/trials/<number>``, no periodic checkpoints
@@ -159,7 +164,12 @@ class RMNObjective:
         if run_dir.exists():  # left by a study that was deleted; trial numbers are never reused in one study
             shutil.rmtree(run_dir)
         trial.set_user_attr("run_dir", str(run_dir))
-        summary = self.train_fn(cfg, progress=False, on_eval=self.pruning_callback(trial))
+        try:
+            summary = self.train_fn(cfg, progress=False, on_eval=self.pruning_callback(trial))
+        except optuna.exceptions.UpdateFinishedTrialError:  # a report to a trial that another worker failed
+            self.check_still_running(trial)
+            raise
+        self.check_still_running(trial)
         for key in ("test_mse", "test_gap_closed", "val_mse", "val_gap_closed", "train_wall_s", "updates_per_s"):
             if key in summary:
                 trial.set_user_attr(key, summary[key])
@@ -167,6 +177,15 @@ class RMNObjective:
         if not math.isfinite(value):
             raise FloatingPointError(f"trial {trial.number}: validation {self.metric} is {value} (diverged)")
         return value
+
+    def check_still_running(self, trial: optuna.Trial) -> None:
+        """Raise when another worker has finished ``trial`` meanwhile (failed it for a stale heartbeat), and
+        remember it in ``failed_elsewhere``: its result can no longer be recorded."""
+        state = trial.study._storage.get_trial(trial._trial_id).state
+        if state.is_finished():
+            self.failed_elsewhere.append(trial.number)
+            raise RuntimeError(f"trial {trial.number} was marked {state.name} by another worker while this one ran "
+                               "it (a stale heartbeat, or --fail-running); its result is discarded")
 
     def pruning_callback(self, trial: optuna.Trial) -> Callable[[dict], None]:
         """The ``on_eval`` hook of :func:`agents.runs.train`: report the validation metric at the row's
@@ -245,8 +264,18 @@ def run_study(study_name: str, base: TrainConfig, out: Union[str, Path], *, stor
         if max_total_trials is not None:
             callbacks.append(optuna.study.MaxTrialsCallback(
                 max_total_trials, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
-        study.optimize(RMNObjective(base, space, out, metric, train_fn), n_trials=n_trials, timeout=timeout,
-                       catch=catch, callbacks=callbacks, gc_after_trial=True, show_progress_bar=progress)
+        rmn_objective = RMNObjective(base, space, out, metric, train_fn)
+        try:
+            study.optimize(rmn_objective, n_trials=n_trials, timeout=timeout, catch=catch, callbacks=callbacks,
+                           gc_after_trial=True, show_progress_bar=progress)
+        except ValueError:  # Optuna's "Cannot tell a FAIL trial": the worker stops
+            if not rmn_objective.failed_elsewhere:
+                raise
+            raise ValueError(f"trial {rmn_objective.failed_elsewhere[-1]} was marked FAIL by another worker while "
+                             "this one ran it: this worker sent no heartbeat for more than --grace-period seconds "
+                             "(paused, overloaded or cut off from the database), or another worker ran with "
+                             "--fail-running; its result is discarded. Run the command again to add trials, with a "
+                             "longer --grace-period if it recurs") from None
     if write_outputs:
         write_study_outputs(study, out)
     return study
@@ -407,7 +436,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         timeout = args.timeout
     metric, direction = resolve_objective(base, args.objective)
-    print(f"study {args.study!r} in {url}: objective = validation {metric} ({direction}); "
+    print(f"study {args.study!r} in {display_url(url)}: objective = validation {metric} ({direction}); "
           f"trials write into {out / 'trials'}", file=sys.stderr)
     try:
         study = run_study(
@@ -423,7 +452,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               file=sys.stderr)
         return 130
     if args.create_only:
-        print(f"created study {args.study!r} in {url}; start workers with the same command without --create-only")
+        print(f"created study {args.study!r} in {display_url(url)}; start workers with the same command without "
+              "--create-only")
         return 0
     counts = state_counts(study)
     print(f"trials: {counts}; outputs in {out}; dashboard: {dashboard_command(url)}")
