@@ -6,18 +6,16 @@ from typing import Any, Optional, Sequence, Union
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium import spaces
 
-from affect_env.data import FeatureStats, MovieDataset, load_dataset
-from affect_env.encoder import SegmentEncoder, make_encoder
-from affect_env.memory import (DEFAULT_MEMORY_DIM, DEFAULT_N_SLOTS, MemoryPredictor, action_dim, check_choice,
-                               check_reward_error, decode_action, prediction_error, write)
+from affect_env.core import EPISODE_KEYS, MOVIE_ORDERS, PREDICTOR_MODES, MemoryEnvSetup
+from affect_env.data import FeatureStats, MovieDataset
+from affect_env.encoder import SegmentEncoder
+from affect_env.memory import DEFAULT_MEMORY_DIM, DEFAULT_N_SLOTS, MemoryPredictor
 
-PREDICTOR_MODES = ("online", "shared", "frozen")
-MOVIE_ORDERS = ("random", "sequential")
+__all__ = ["EPISODE_KEYS", "LiRISMemoryEnv", "MOVIE_ORDERS", "PREDICTOR_MODES"]
 
 
-class LiRISMemoryEnv(gym.Env):
+class LiRISMemoryEnv(MemoryEnvSetup, gym.Env):
     """
     ## Description
 
@@ -54,8 +52,10 @@ class LiRISMemoryEnv(gym.Env):
     on the afterstate ``(e_t, m_t)``. The predictor is, by ``predictor_mode``:
 
     * ``"online"`` (default): the env's own predictor, fitted by Adam on the afterstates it sees (every
-      ``online_update_every`` steps, one minibatch from the last ``online_buffer`` steps), so any plain
-      algorithm gets a meaningful reward;
+      ``online_update_every`` steps, one minibatch from the last ``online_buffer`` steps, on
+      ``online_threads`` torch threads: 1 by default, since these small updates only lose to thread hand-offs, and
+      badly on shared cores; the caller's setting is restored after each update), so any plain algorithm gets a
+      meaningful reward;
     * ``"shared"``: a :class:`~affect_env.memory.MemoryPredictor` injected by the agent (which trains it);
       the env only evaluates it (and takes ``m0`` from it);
     * ``"frozen"``: a given predictor that nobody trains (evaluation).
@@ -84,8 +84,18 @@ class LiRISMemoryEnv(gym.Env):
     statistics (default: fitted on the source's train split). ``predictor`` is a
     :class:`~affect_env.memory.MemoryPredictor` (required for ``"shared"``/``"frozen"``).
 
+    ``preset`` (one of :data:`affect_env.presets.PRESETS`, set by the registered ids such as
+    ``LiRISMemory-Short-v0``) gives the synthetic data's options; ``dataset_options`` override single fields of it
+    (e.g. ``{"n_movies": (8, 2, 2)}``).
+
     ``info`` carries ``target``, ``prediction``, ``movie_id``, ``t`` and, where the dataset knows them, the
-    ``oracle`` and ``no_memory`` predictions.
+    ``oracle`` and ``no_memory`` predictions. The episode's last step adds ``episode_mse`` (the MSE of the env's
+    predictions over the episode's segments and targets) and, where the dataset knows them,
+    ``episode_oracle_mse``, ``episode_no_memory_mse`` and ``episode_gap_closed`` (:data:`EPISODE_KEYS`), so any
+    library (SB3's ``Monitor(info_keywords=...)``) can report ``gap_closed`` without project code.
+
+    The batched version of this env, ``gym.make_vec(id, num_envs=K, vectorization_mode="vector_entry_point")``,
+    is :class:`affect_env.vector.LiRISMemoryVectorEnv`; this env is its one-movie case (the same computations).
     """
 
     metadata = {"render_modes": []}
@@ -103,6 +113,7 @@ class LiRISMemoryEnv(gym.Env):
         predictor: Optional[MemoryPredictor] = None,
         normalization: Optional[FeatureStats] = None,
         dataset_options: Optional[dict] = None,
+        preset: Optional[str] = None,
         movie_order: str = "random",
         max_segments: Optional[int] = None,
         predictor_hidden: Sequence[int] = (64,),
@@ -110,80 +121,29 @@ class LiRISMemoryEnv(gym.Env):
         online_update_every: int = 32,
         online_batch_size: int = 256,
         online_buffer: int = 4096,
+        online_threads: Optional[int] = 1,
         reward: str = "mae",
         render_mode: Optional[str] = None,
     ) -> None:
         super().__init__()
-        self.reward_error = check_reward_error(reward)
-        check_choice("predictor_mode", predictor_mode, PREDICTOR_MODES)
-        check_choice("movie_order", movie_order, MOVIE_ORDERS)
-        options = dict(dataset_options or {})
-        if isinstance(dataset, MovieDataset):
-            data = dataset if targets is None else dataset.select_targets(targets)
-            train_for_stats = data
-        else:
-            data = load_dataset(dataset, split, targets=targets, segment_seconds=segment_seconds, **options)
-            needs_train = normalization is None and not isinstance(encoder, SegmentEncoder)
-            train_for_stats = (data if split == "train" or not needs_train else
-                               load_dataset(dataset, "train", targets=targets, segment_seconds=segment_seconds,
-                                            **options))
-        self.dataset = data
-        self.encoder = make_encoder(encoder, train_for_stats, normalization)
-        self.n_slots, self.memory_dim = int(n_slots), int(memory_dim)
-        self.n_targets = len(data.target_names)
-        self.movie_order, self.max_segments = movie_order, max_segments
-        self.render_mode = render_mode
-
-        self._embeddings = self.encoder.embed_dataset(data)
-        self._targets = [m.targets.astype(np.float32) for m in data]
-        self._oracle = [m.oracle for m in data] if data.has_oracle else None
-        self._no_memory = [m.no_memory for m in data] if data.has_oracle else None
-        embed_dim = self.encoder.embed_dim
-
-        low, high = self.encoder.bounds
-        self.observation_space = spaces.Dict({
-            "segment": spaces.Box(low, high, (embed_dim,), np.float32),
-            "memory": spaces.Box(-np.inf, np.inf, (self.n_slots, self.memory_dim), np.float32),
-        })
-        self.action_space = spaces.Box(-1.0, 1.0, (action_dim(self.n_slots, self.memory_dim),), np.float32)
-
-        self.predictor_mode = predictor_mode
-        if predictor is None:
-            if predictor_mode != "online":
-                raise ValueError(f"predictor_mode={predictor_mode!r} needs a MemoryPredictor (predictor=...)")
-            predictor = MemoryPredictor(embed_dim, self.n_slots, self.memory_dim, self.n_targets,
-                                        hidden=predictor_hidden)
-        self._online = dict(lr=online_lr, every=online_update_every, batch=online_batch_size, size=online_buffer)
-        self.set_predictor(predictor, predictor_mode)
-
+        self._setup(1, dataset=dataset, split=split, n_slots=n_slots, memory_dim=memory_dim, targets=targets,
+                    segment_seconds=segment_seconds, encoder=encoder, predictor_mode=predictor_mode,
+                    predictor=predictor, normalization=normalization, dataset_options=dataset_options, preset=preset,
+                    movie_order=movie_order, max_segments=max_segments, predictor_hidden=predictor_hidden,
+                    online_lr=online_lr, online_update_every=online_update_every,
+                    online_batch_size=online_batch_size, online_buffer=online_buffer,
+                    online_threads=online_threads, reward=reward,
+                    render_mode=render_mode)
+        self.observation_space, self.action_space = self.single_observation_space, self.single_action_space
         self._movie_index = -1
-        self._t = 0
-        self._memory = np.zeros((self.n_slots, self.memory_dim), np.float32)
 
-    # ---- predictor management ------------------------------------------------------------------------
-    def set_predictor(self, predictor: MemoryPredictor, mode: str = "shared") -> None:
-        """Use ``predictor`` (and its ``m0``) from now on, in ``mode`` ("online", "shared" or "frozen")."""
-        check_choice("mode", mode, PREDICTOR_MODES)
-        expected = (self.encoder.embed_dim, self.n_slots, self.memory_dim, self.n_targets)
-        got = (predictor.embed_dim, predictor.n_slots, predictor.memory_dim, predictor.n_targets)
-        if got != expected:
-            raise ValueError(f"predictor shape (d_e, N, d, targets) = {got} does not match the env's {expected}")
-        self.predictor, self.predictor_mode = predictor, mode
-        self._optimizer = torch.optim.Adam(predictor.parameters(), lr=self._online["lr"]) if mode == "online" else None
-        size = self._online["size"]
-        self._buf_e = np.zeros((size, self.encoder.embed_dim), np.float32)
-        self._buf_m = np.zeros((size, self.n_slots, self.memory_dim), np.float32)
-        self._buf_y = np.zeros((size, self.n_targets), np.float32)
-        self._buf_n = 0
-
-    def _online_update(self) -> None:
-        n = min(self._buf_n, len(self._buf_e))
-        idx = self.np_random.integers(n, size=min(self._online["batch"], n))
-        e, m, y = (torch.as_tensor(b[idx]) for b in (self._buf_e, self._buf_m, self._buf_y))
-        loss = prediction_error(self.predictor(e, m), y, self.reward_error).mean()  # minus the reward
-        self._optimizer.zero_grad()
-        loss.backward()
-        self._optimizer.step()
+    def __copy__(self) -> "LiRISMemoryEnv":
+        """A shallow copy that shares the data, embeddings and predictor but steps its own movie and memory (as
+        evaluation code does: one copy per movie of a batch, stepped in lockstep)."""
+        clone = self.__class__.__new__(self.__class__)
+        clone.__dict__.update(self.__dict__)
+        clone.core = self.core.fork()
+        return clone
 
     # ---- gym API -------------------------------------------------------------------------------------------
     @property
@@ -191,14 +151,10 @@ class LiRISMemoryEnv(gym.Env):
         """The current movie (a :class:`~affect_env.data.Movie`)."""
         return self.dataset.movies[self._movie_index]
 
-    def _length(self, index: int) -> int:
-        n = len(self._targets[index])
-        return n if self.max_segments is None else min(n, int(self.max_segments))
-
     def _obs(self) -> dict:
-        t = min(self._t, self._length(self._movie_index) - 1)
-        return {"segment": self._embeddings[self._movie_index][t].copy(),
-                "memory": self._memory.copy()}
+        core = self.core
+        row = self.table.segment_rows(core.movie, core.t)[0]
+        return {"segment": self.table.embeddings[row].copy(), "memory": core.memory[0].copy()}
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None) -> tuple:
         """Start a movie: ``options={"movie_index": i}`` picks one, else random/sequential order."""
@@ -206,36 +162,29 @@ class LiRISMemoryEnv(gym.Env):
         if seed is not None:
             torch.manual_seed(seed)
         if options and "movie_index" in options:
-            self._movie_index = int(options["movie_index"])
-        elif self.movie_order == "sequential":
-            self._movie_index = (self._movie_index + 1) % len(self._targets)
+            self._movie_index = self._next_movie = self._check_movie_index(options["movie_index"])
         else:
-            self._movie_index = int(self.np_random.integers(len(self._targets)))
-        self._t = 0
-        with torch.no_grad():
-            self._memory = self.predictor.m0.detach().cpu().numpy().astype(np.float32)
+            self._movie_index = self._draw_movie(self.np_random)
+        self.core.start(0, self._movie_index)
         return self._obs(), {"movie_id": self.movie.movie_id, "t": 0}
 
     def step(self, action: np.ndarray) -> tuple:
-        i, t = self._movie_index, self._t
-        parts = decode_action(np.asarray(action, dtype=np.float32), self.n_slots, self.memory_dim)
-        self._memory = write(self._memory, parts)
-        e = self._embeddings[i][t]
-        target = self._targets[i][t]
-        prediction = self.predictor.predict_numpy(e, self._memory)
-        reward = -float(prediction_error(prediction, target, self.reward_error))
+        """Write ``action`` into the memory, predict the segment from the afterstate, reward minus its error.
 
-        if self.predictor_mode == "online":
-            k = self._buf_n % len(self._buf_e)
-            self._buf_e[k], self._buf_m[k], self._buf_y[k] = e, self._memory, target
-            self._buf_n += 1
-            if self._buf_n % self._online["every"] == 0:
-                self._online_update()
-
+        :returns: ``(obs, reward, terminated, False, info)``; ``obs`` is the next segment (the last one again once
+            the movie ended) and the memory after the write
+        """
+        if self._movie_index < 0:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        table = self.table
+        error, prediction, target, row, t, terminated = self.core.step_one(
+            np.asarray(action, dtype=np.float32), self.np_random)
         info: dict[str, Any] = {"target": target, "prediction": prediction,
-                                "movie_id": self.dataset.movies[i].movie_id, "t": t}
-        if self._oracle is not None:
-            info["oracle"], info["no_memory"] = self._oracle[i][t], self._no_memory[i][t]
-        self._t = t + 1
-        terminated = self._t >= self._length(i)
-        return self._obs(), reward, terminated, False, info
+                                "movie_id": table.movie_ids[self._movie_index], "t": t}
+        if table.has_oracle:
+            info["oracle"], info["no_memory"] = table.oracle[row], table.no_memory[row]
+        if terminated:
+            info.update({key: float(value[0]) for key, value in self.core.episode_info(np.zeros(1, int)).items()})
+        obs = {"segment": table.embeddings[row if terminated else row + 1].copy(),
+               "memory": self.core.memory[0].copy()}
+        return obs, -error, bool(terminated), False, info

@@ -1,7 +1,8 @@
 """The memory model in one place: action decoding, the NTM-style write, the attention read-out predictor.
 
-Everything here is plain tensor math. The functions accept either NumPy arrays (the environment's fast
-per-step path) or torch tensors (batched and differentiable, for agents), with the same formulas:
+Everything here is plain tensor math. The functions accept either NumPy arrays (the environments' fast
+per-step paths: one movie, or a batch of movies for the batched env) or torch tensors (batched and
+differentiable, for agents), with the same formulas:
 
 * a flat action ``a`` in ``[-1, 1]^(N + 3 N d)`` is split into attention ``(N,)``, erase, content and
   input gate ``(N, d)`` each (:func:`decode_action`): gates are ``(a + 1) / 2`` in ``[0, 1]``, content is
@@ -13,7 +14,7 @@ per-step path) or torch tensors (batched and differentiable, for agents), with t
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence, Union
+from typing import NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -55,19 +56,37 @@ def normalize_attention(att: Array) -> Array:
 
 
 def decode_action(action: Array, n_slots: int, memory_dim: int) -> WriteAction:
-    """Decode a flat action in ``[-1, 1]`` (values outside are clipped) into its four parts."""
+    """Decode a flat action in ``[-1, 1]`` (values outside are clipped) into its four parts.
+
+    Batched over leading dimensions. NumPy input takes lean paths (the environments' per-step paths: no
+    ``np.clip``/``np.where`` on the hot path), with the same formulas as the torch path and the same numbers for
+    one action and a batch of one.
+    """
     n, d = n_slots, memory_dim
     if action.shape[-1] != action_dim(n, d):
         raise ValueError(f"action has {action.shape[-1]} values, expected N + 3*N*d = {action_dim(n, d)}")
-    if isinstance(action, np.ndarray) and action.ndim == 1:  # the env's per-step path, kept lean
+    lead = tuple(action.shape[:-1])
+    if isinstance(action, np.ndarray) and action.ndim == 1:  # the single env's per-step path, kept lean
         a = np.minimum(np.maximum(action, -1.0), 1.0)
-        att = (a[:n] + 1.0) * 0.5
-        total = att.sum()
-        att = att / total if total > _EPS else np.full(n, 1.0 / n)
-        blocks = a[n:].reshape(3, n, d)
-        return WriteAction(att, (blocks[0] + 1.0) * 0.5, blocks[1], (blocks[2] + 1.0) * 0.5)
+        gates = (a + 1.0) * 0.5  # elementwise, so the same numbers as per part; content is a itself
+        att = gates[:n]
+        total = np.add.reduce(att)  # ndarray.sum without its Python wrapper (the same reduction)
+        att = att / total if total > _EPS else np.full(n, 1.0 / n, att.dtype)
+        nd = n * d
+        return WriteAction(att, gates[n:n + nd].reshape(n, d), a[n + nd:n + 2 * nd].reshape(n, d),
+                           gates[n + 2 * nd:].reshape(n, d))
+    if isinstance(action, np.ndarray):
+        a = np.minimum(np.maximum(action, -1.0), 1.0)
+        att = (a[..., :n] + 1.0) * 0.5
+        total = att.sum(-1, keepdims=True)
+        if (total > _EPS).all():
+            att = att / total
+        else:  # an all-zero row (every attention value at -1) becomes uniform
+            att = np.where(total > _EPS, att / np.maximum(total, _EPS), np.asarray(1.0 / n, att.dtype))
+        blocks = a[..., n:].reshape(*lead, 3, n, d)
+        return WriteAction(att, (blocks[..., 0, :, :] + 1.0) * 0.5, blocks[..., 1, :, :],
+                           (blocks[..., 2, :, :] + 1.0) * 0.5)
     a = _clip(action, -1.0, 1.0)
-    lead = tuple(a.shape[:-1])
     att = normalize_attention((a[..., :n] + 1.0) * 0.5)
     blocks = a[..., n:].reshape(*lead, 3, n, d)
     erase = (blocks[..., 0, :, :] + 1.0) * 0.5
@@ -148,7 +167,13 @@ def prediction_error(prediction: Array, target: Array, kind: str = "mae") -> Arr
         expected absolute error, but only the mean minimises the squared one, so only a squared term teaches the
         predictor to hedge. The absolute term keeps the gradient bounded where errors are large.
     """
-    diff = prediction - target
+    return difference_error(prediction - target, kind)
+
+
+def difference_error(diff: Array, kind: str = "mae") -> Array:
+    """:func:`prediction_error` of the difference ``prediction - target`` (the environments compute the difference
+    once for the reward and the episode's squared error). NumPy's mean over the last axis is its sum divided by
+    the count (what ``ndarray.mean`` computes, without its Python-level overhead)."""
     kind = check_reward_error(kind)
     if kind == "mae":
         err = abs(diff)
@@ -156,6 +181,8 @@ def prediction_error(prediction: Array, target: Array, kind: str = "mae") -> Arr
         err = diff * diff
     else:
         err = abs(diff) + diff * diff
+    if isinstance(err, np.ndarray):
+        return np.add.reduce(err, -1) / err.shape[-1]
     return err.mean(-1)
 
 
@@ -264,25 +291,50 @@ class MemoryPredictor(nn.Module):
         return self._np_cache[1]
 
     def predict_numpy(self, embedding: np.ndarray, memory: np.ndarray) -> np.ndarray:
-        """Single-step forward in NumPy (``(d_e,)``, ``(N, d)`` -> ``(n_targets,)``), equal to :meth:`forward`.
+        """Forward in NumPy, equal to :meth:`forward`: ``(..., d_e)``, ``(..., N, d)`` -> ``(..., n_targets)``.
 
-        Weights are re-exported only when a parameter changed in place (optimizer steps bump the version
-        counters), so an agent that trains the shared module is always seen up to date.
+        Batched over leading dimensions (the batched environment predicts all its movies in one call); one
+        sample, ``(d_e,)`` and ``(N, d)``, gives ``(n_targets,)``. Weights are re-exported only when a parameter
+        changed in place (optimizer steps bump the version counters), so an agent that trains the shared module
+        is always seen up to date.
         """
         w_e, w_m, b0, score_rest, out_layers, keys = self._numpy_weights()
-        h = memory @ w_m + (embedding @ w_e + b0)  # first layer split: e once, slots once
-        for w, b in score_rest:
-            h = np.maximum(h, 0.0) @ w + b
-        if keys is not None:  # content addressing: (N, H) matches of each slot's key with the head's query
-            w_q, b_q, w_k = keys
-            query = (embedding @ w_q + b_q).reshape(self.read_heads, self.key_dim)
-            slot_keys = (memory @ w_k).reshape(len(memory), self.read_heads, self.key_dim)
-            h = h + (slot_keys * query).sum(-1) / self.key_dim ** 0.5
-        p = np.exp(h - h.max(axis=0))
-        read = (p.T @ memory) / p.sum(axis=0)[:, None]  # (H, d)
-        z = np.concatenate([read.ravel(), embedding]) if self.embed_in_output else read.ravel()
+        if memory.ndim == 2:  # one sample: the single env's per-step path (the same numbers as a batch of one)
+            h = memory @ w_m + (embedding @ w_e + b0)  # first layer split: e once, slots once
+            for w, b in score_rest:
+                h = np.maximum(h, 0.0) @ w + b
+            if keys is not None:  # content addressing: (N, H) matches of each slot's key with the head's query
+                w_q, b_q, w_k = keys
+                query = (embedding @ w_q + b_q).reshape(self.read_heads, self.key_dim)
+                slot_keys = (memory @ w_k).reshape(len(memory), self.read_heads, self.key_dim)
+                h = h + (slot_keys * query).sum(-1) / self.key_dim ** 0.5
+            p = np.exp(h - np.maximum.reduce(h, 0))  # ufunc reductions: ndarray.max/sum without their wrappers
+            read = (p.T @ memory) / np.add.reduce(p, 0)[:, None]  # (H, d)
+            z = np.concatenate([read.ravel(), embedding]) if self.embed_in_output else read.ravel()
+        else:
+            z = self._read_batch(embedding, memory, w_e, w_m, b0, score_rest, keys)
         w, b = out_layers[0]
         z = z @ w + b
         for w, b in out_layers[1:]:
             z = np.maximum(z, 0.0) @ w + b
         return z
+
+    def _read_batch(self, embedding: np.ndarray, memory: np.ndarray, w_e: np.ndarray, w_m: np.ndarray,
+                    b0: np.ndarray, score_rest: list, keys: Optional[tuple]) -> np.ndarray:
+        """The output network's input ``(..., H d [+ d_e])`` for a batch: attention reads of ``(..., N, d)``."""
+        n, d = memory.shape[-2:]
+        lead = memory.shape[:-2]
+        heads = self.read_heads
+        # the slots' part of the first layer in one matrix product, the segment's part once per sample
+        h = (memory.reshape(-1, d) @ w_m).reshape(*lead, n, -1) + (embedding @ w_e + b0)[..., None, :]
+        for w, b in score_rest:  # hidden layers of the score network, as one 2-D product each
+            h = np.maximum(h, 0.0).reshape(-1, h.shape[-1]) @ w + b
+        h = h.reshape(*lead, n, heads)
+        if keys is not None:
+            w_q, b_q, w_k = keys
+            query = (embedding @ w_q + b_q).reshape(*lead, 1, heads, self.key_dim)
+            slot_keys = (memory.reshape(-1, d) @ w_k).reshape(*lead, n, heads, self.key_dim)
+            h = h + (slot_keys * query).sum(-1) / self.key_dim ** 0.5
+        p = np.exp(h - h.max(axis=-2, keepdims=True))
+        read = ((np.swapaxes(p, -1, -2) @ memory) / p.sum(axis=-2)[..., None]).reshape(*lead, heads * d)
+        return np.concatenate([read, embedding], axis=-1) if self.embed_in_output else read

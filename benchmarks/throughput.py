@@ -2,8 +2,12 @@
 
     python -m benchmarks.throughput [--quick] [--out benchmarks/results]
 
-* env: ``LiRISMemoryEnv`` stepped with one fixed action in ``"frozen"`` predictor mode — a raw single-env
-  loop, SB3's ``DummyVecEnv`` and gymnasium's ``SyncVectorEnv`` (``n_envs`` copies; steps counted over all);
+* env: segment-steps/s with one fixed action in ``"frozen"`` predictor mode: the single env (a raw loop, and
+  through ``gym.make`` with its wrappers, also in the default ``"online"`` mode that trains the env's own
+  predictor), and, for each of ``n_envs`` (1, 8, 64) movies at once, the native batched env
+  (``gym.make_vec(..., vectorization_mode="vector_entry_point")``), SB3's ``DummyVecEnv`` and gymnasium's
+  ``SyncVectorEnv`` over single envs; the batched env also in ``"online"`` mode and through its SB3 adapter
+  (:mod:`affect_env.sb3`). Steps are counted over all movies; a pivot table puts the three side by side;
 * updates: ``RMN.train(gradient_steps, batch_size)`` after filling the replay buffer (the named recipes
   ``default`` and ``paper`` of :func:`agents.config.recipe`) vs ``DDPG("MultiInputPolicy")`` on the same env
   (its own ``"online"`` predictor) with the same hidden sizes, ``DDPG.train`` after filling its buffer;
@@ -26,17 +30,19 @@ from stable_baselines3 import DDPG
 from stable_baselines3.common.vec_env import DummyVecEnv
 from tqdm.auto import tqdm
 
+from affect_env import ENV_ID
 from affect_env.data import FeatureStats, load_dataset
 from affect_env.encoder import PoolingEncoder
 from affect_env.env import LiRISMemoryEnv
 from affect_env.memory import MemoryPredictor
+from affect_env.sb3 import make_sb3_vec_env
 from agents.baselines.training import make_baseline, predict_movies
 from agents.cli import run_cli
 from agents.config import TrainConfig, recipe
 from agents.inputs import make_env
 from agents.rmn.factory import make_rmn
 from agents.rollout import rollout
-from benchmarks.common import NetworkSizes, benchmark_parser, parse_benchmark_args, report
+from benchmarks.common import NetworkSizes, benchmark_parser, parse_benchmark_args, report, write_table
 
 COLUMNS = ["benchmark", "implementation", "work", "seconds", "per_second", "unit", "params"]
 
@@ -46,7 +52,8 @@ class ThroughputSettings(NetworkSizes):
     """Sizes (:class:`~benchmarks.common.NetworkSizes`) and amounts of work (defaults: the full run).
 
     :param movie_length: segments per synthetic movie (env and update measurements), ``n_movies`` of them
-    :param env_steps: env steps per env measurement, over ``n_envs`` copies for the vectorised envs
+    :param env_steps: segment-steps per env measurement (over all movies for the vectorised envs)
+    :param n_envs: numbers of movies stepped at once by the vectorised envs
     :param fill_steps: steps that fill each replay buffer before ``gradient_steps`` updates are timed
     :param stream_length: segments of the one movie streamed through each model (inference)
     :param repeats: each measurement is repeated this many times; the best time is reported
@@ -55,7 +62,7 @@ class ThroughputSettings(NetworkSizes):
     movie_length: int = 400
     n_movies: int = 4
     env_steps: int = 20_000
-    n_envs: int = 4
+    n_envs: tuple = (1, 8, 64)
     fill_steps: int = 5_000
     gradient_steps: int = 500
     batch_size: int = 128
@@ -83,51 +90,83 @@ def _best_time(fn, repeats: int) -> float:
     return best
 
 
+def _env_row(name: str, n_steps: int, seconds: float) -> dict:
+    return dict(benchmark="env steps", implementation=name, work=f"{n_steps} steps", seconds=seconds,
+                per_second=n_steps / seconds, unit="steps/s")
+
+
 def env_throughput(s: ThroughputSettings) -> list:
-    """Env steps/s: raw single-env loop, ``DummyVecEnv`` and ``SyncVectorEnv`` with a fixed action."""
+    """Segment-steps/s of the single env, the batched env and the generic vector wrappers (fixed action)."""
     ds, encoder = _data(s, s.movie_length, s.n_movies)
     predictor = MemoryPredictor(encoder.embed_dim, s.n_slots, s.memory_dim, 2, hidden=s.predictor_hidden)
+    frozen = dict(dataset=ds, encoder=encoder, n_slots=s.n_slots, memory_dim=s.memory_dim, targets=None,
+                  predictor_mode="frozen", predictor=predictor)
+    online = {**frozen, "predictor_mode": "online", "predictor": None, "predictor_hidden": s.predictor_hidden}
 
     def make():
-        return LiRISMemoryEnv(dataset=ds, encoder=encoder, n_slots=s.n_slots, memory_dim=s.memory_dim, targets=None,
-                              predictor_mode="frozen", predictor=predictor)
+        return LiRISMemoryEnv(**frozen)
 
     env = make()
     env.action_space.seed(s.seed)
     action = env.action_space.sample()
     rows = []
 
-    def raw() -> None:
-        env.reset(seed=s.seed)
-        for _ in range(s.env_steps):
-            _, _, terminated, _, _ = env.step(action)
-            if terminated:
-                env.reset()
+    def loop(single: gym.Env) -> float:
+        def run() -> None:
+            single.reset(seed=s.seed)
+            for _ in range(s.env_steps):
+                _, _, terminated, _, _ = single.step(action)
+                if terminated:
+                    single.reset()
+        return _best_time(run, s.repeats)
 
-    sec = _best_time(raw, s.repeats)
-    rows.append(dict(benchmark="env steps", implementation="LiRISMemoryEnv raw loop (1 env)",
-                     work=f"{s.env_steps} steps", seconds=sec, per_second=s.env_steps / sec, unit="steps/s"))
+    rows.append(_env_row("single env, raw loop (frozen)", s.env_steps, loop(env)))
+    rows.append(_env_row("single env, gym.make + wrappers (frozen)", s.env_steps,
+                         loop(gym.make(ENV_ID, **frozen))))
+    rows.append(_env_row("single env, gym.make + wrappers (online)", s.env_steps,
+                         loop(gym.make(ENV_ID, **online))))
 
-    actions = np.tile(action, (s.n_envs, 1))
-    iters = max(1, s.env_steps // s.n_envs)
-    vec = DummyVecEnv([make] * s.n_envs)
-    vec.seed(s.seed)
-    vec.reset()
-    sec = _best_time(lambda: [vec.step(actions) for _ in range(iters)], s.repeats)
-    rows.append(dict(benchmark="env steps", implementation=f"SB3 DummyVecEnv ({s.n_envs} envs)",
-                     work=f"{iters * s.n_envs} steps", seconds=sec, per_second=iters * s.n_envs / sec, unit="steps/s"))
-    try:
-        sync = gym.vector.SyncVectorEnv([make] * s.n_envs)
-        sync.reset(seed=s.seed)
-        sec = _best_time(lambda: [sync.step(actions) for _ in range(iters)], s.repeats)
-        rows.append(dict(benchmark="env steps", implementation=f"gymnasium SyncVectorEnv ({s.n_envs} envs)",
-                         work=f"{iters * s.n_envs} steps", seconds=sec, per_second=iters * s.n_envs / sec,
-                         unit="steps/s"))
-    except Exception as err:  # report, do not hide, an incompatibility
-        rows.append(dict(benchmark="env steps", implementation=f"gymnasium SyncVectorEnv ({s.n_envs} envs)",
-                         work=f"failed: {type(err).__name__}: {err}"[:120], seconds=float("nan"),
-                         per_second=float("nan"), unit="steps/s"))
+    def batched(label: str, n: int, vec_step, reset) -> None:
+        iters = max(1, -(-s.env_steps // n))
+        reset()
+        rows.append(_env_row(f"{label} ({n} envs)", iters * n,
+                             _best_time(lambda: [vec_step() for _ in range(iters)], s.repeats)))
+
+    for n in s.n_envs:
+        actions = np.tile(action, (n, 1))
+        native = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point", **frozen)
+        batched("batched env, make_vec vector_entry_point (frozen)", n, lambda: native.step(actions),
+                lambda: native.reset(seed=s.seed))
+        dummy = DummyVecEnv([make] * n)
+        dummy.seed(s.seed)
+        batched("SB3 DummyVecEnv of single envs (frozen)", n, lambda: dummy.step(actions), dummy.reset)
+        try:
+            sync = gym.vector.SyncVectorEnv([make] * n)
+            batched("gymnasium SyncVectorEnv of single envs (frozen)", n, lambda: sync.step(actions),
+                    lambda: sync.reset(seed=s.seed))
+        except Exception as err:  # report, do not hide, an incompatibility
+            rows.append(dict(benchmark="env steps", implementation=f"gymnasium SyncVectorEnv ({n} envs)",
+                             work=f"failed: {type(err).__name__}: {err}"[:120], seconds=float("nan"),
+                             per_second=float("nan"), unit="steps/s"))
+    n = max(s.n_envs)
+    actions = np.tile(action, (n, 1))
+    native = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point", **online)
+    batched("batched env, make_vec vector_entry_point (online)", n, lambda: native.step(actions),
+            lambda: native.reset(seed=s.seed))
+    adapter = make_sb3_vec_env(ENV_ID, n, **frozen)
+    adapter.seed(s.seed)
+    batched("batched env through affect_env.sb3 VecEnv (frozen)", n, lambda: adapter.step(actions), adapter.reset)
     return rows
+
+
+def env_pivot(table: pd.DataFrame) -> pd.DataFrame:
+    """The vectorised envs' steps/s side by side: one row per implementation, one column per number of envs."""
+    env = table[table["benchmark"] == "env steps"]
+    parts = env["implementation"].str.extract(r"^(.*) \((\d+) envs\)$")
+    vec = env.assign(implementation=parts[0], envs=pd.to_numeric(parts[1])).dropna(subset=["envs"])
+    pivot = vec.pivot_table(index="implementation", columns="envs", values="per_second", sort=False)
+    pivot.columns = [f"{int(c)} envs" for c in pivot.columns]
+    return pivot.round(0)
 
 
 def rmn_config(s: ThroughputSettings, paper: bool) -> TrainConfig:
@@ -226,9 +265,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_benchmark_args(parser, argv)
     s = quick_settings() if args.quick else ThroughputSettings()
     df = run_throughput(s, args.parts, progress=not args.no_progress)
-    return report(df, args, "throughput", "Throughput",
-                  f"N={s.n_slots}, d={s.memory_dim}, hidden {list(s.net_arch)}, movies of {s.movie_length} segments, "
-                  f"best of {s.repeats}; 1 torch thread")
+    status = report(df, args, "throughput", "Throughput",
+                    f"N={s.n_slots}, d={s.memory_dim}, hidden {list(s.net_arch)}, movies of {s.movie_length} "
+                    f"segments, best of {s.repeats}; 1 torch thread")
+    if "env" in args.parts:
+        print(write_table(env_pivot(df).reset_index(), args.out, "throughput_envs",
+                          "Env segment-steps/s by number of movies stepped at once (same run)", floatfmt=".0f"))
+    return status
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from benchmarks.common import NetworkSizes, markdown_table, mean_spread, write_t
 from benchmarks.memory_scaling import METHODS as SCALING_METHODS
 from benchmarks.memory_scaling import ScalingSettings, measure_isolated, run_memory_scaling
 from benchmarks.quality import MODELS, TABLE_COLUMNS, QualitySettings, run_quality
-from benchmarks.throughput import COLUMNS, ThroughputSettings, rmn_config, run_throughput
+from benchmarks.throughput import COLUMNS, ThroughputSettings, env_pivot, rmn_config, run_throughput
 from conftest import CEAP_SUBSET
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -143,13 +143,15 @@ def test_algorithms_counts_the_steps_taken_not_those_of_the_selected_model(tmp_p
 def test_throughput_table_covers_env_updates_and_inference():
     torch.set_num_threads(1)
     s = ThroughputSettings(n_slots=3, memory_dim=4, net_arch=(8, 8), predictor_hidden=(8,), movie_length=60,
-                           n_movies=2, env_steps=100, n_envs=2, fill_steps=80, gradient_steps=3, batch_size=8,
+                           n_movies=2, env_steps=100, n_envs=(1, 2), fill_steps=80, gradient_steps=3, batch_size=8,
                            stream_length=60, repeats=1)
     df = run_throughput(s, progress=False)
     assert list(df.columns) == COLUMNS
-    assert df["benchmark"].value_counts().to_dict() == {"env steps": 3, "training updates": 3,
+    assert df["benchmark"].value_counts().to_dict() == {"env steps": 11, "training updates": 3,
                                                         "streaming inference": 5}
     assert not df["work"].str.startswith("failed").any()  # SyncVectorEnv works with the env
+    pivot = env_pivot(df)  # batched env, DummyVecEnv and SyncVectorEnv side by side at 1 and 2 envs
+    assert list(pivot.columns) == ["1 envs", "2 envs"] and len(pivot) == 5 and pivot.iloc[:3].notna().all().all()
     assert (df["per_second"] > 0).all()
     ddpg = df[df["implementation"].str.startswith("SB3 DDPG")]
     assert len(ddpg) == 1 and ddpg["params"].iloc[0] > 0

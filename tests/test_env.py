@@ -1,4 +1,7 @@
-"""The LiRISMemory-v0 environment: registration, API checks, rewards, episodes and predictor modes."""
+"""The LiRISMemory-v0 environment: registration, presets, API checks, rewards, episodes and their end infos, and
+predictor modes."""
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import affect_env
 from affect_env import LiRISMemoryEnv, MemoryPredictor
 from affect_env.data import FeatureStats
+from affect_env.data.synthetic import SyntheticConfig
 from affect_env.encoder import LSTMSegmentEncoder
 from conftest import CEAP_SUBSET, SMALL_SYNTHETIC
 
@@ -155,3 +159,70 @@ def test_bad_arguments_are_reported():
         LiRISMemoryEnv(dataset="/no/such/dir")
     with pytest.raises(affect_env.DataError, match="unknown target"):
         make(targets=("valence", "dominance"))
+
+
+def test_last_step_reports_the_episode_mse_of_the_env_the_oracle_and_the_memoryless_predictions():
+    env = make(predictor_mode="online", max_segments=30)
+    env.reset(seed=2)
+    rows, rng, terminated = [], np.random.default_rng(1), False
+    while not terminated:
+        _, _, terminated, _, info = env.step(rng.uniform(-1, 1, env.action_space.shape))
+        rows.append(info)
+        assert terminated or not set(affect_env.EPISODE_KEYS) & set(info)  # only the episode's last step has them
+    target = np.array([r["target"] for r in rows], np.float64)
+    mse = {name: ((np.array([r[key] for r in rows], np.float64) - target) ** 2).mean()
+           for name, key in (("model", "prediction"), ("oracle", "oracle"), ("no_memory", "no_memory"))}
+    last = rows[-1]
+    assert last["episode_mse"] == pytest.approx(mse["model"], rel=1e-6)
+    assert last["episode_oracle_mse"] == pytest.approx(mse["oracle"], rel=1e-6)
+    assert last["episode_no_memory_mse"] == pytest.approx(mse["no_memory"], rel=1e-6)
+    gap = (mse["no_memory"] - mse["model"]) / (mse["no_memory"] - mse["oracle"])
+    assert last["episode_gap_closed"] == pytest.approx(gap, rel=1e-5)
+
+
+def test_episode_keys_on_a_dataset_without_references_are_the_mse_only():
+    env = LiRISMemoryEnv(dataset=str(CEAP_SUBSET), split="test", n_slots=3, memory_dim=4, max_segments=5,
+                         dataset_options={"manifest": "ceap360vr"})
+    env.reset(seed=0)
+    preds, targets, terminated = [], [], False
+    while not terminated:
+        _, _, terminated, _, info = env.step(env.action_space.sample())
+        preds.append(info["prediction"])
+        targets.append(info["target"])
+    assert info["episode_mse"] == pytest.approx(((np.array(preds) - np.array(targets)) ** 2).mean(), rel=1e-6)
+    assert "episode_gap_closed" not in info
+
+
+def test_presets_are_registered_with_their_movie_lengths_and_references():
+    assert set(affect_env.PRESETS) == {"LiRISMemory-Short-v0", "LiRISMemory-v0", "LiRISMemory-Long-v0",
+                                       "LiRISMemory-Marathon-v0"}
+    defaults = SyntheticConfig()
+    default = affect_env.PRESETS["LiRISMemory-v0"]  # the default id is the generator's defaults
+    assert all(getattr(defaults, key) == value for key, value in default.items())
+    for env_id, options in affect_env.PRESETS.items():
+        env = gym.make(env_id, dataset_options={"n_movies": (2, 1, 1)}, n_slots=2, memory_dim=2).unwrapped
+        assert len(env.dataset) == 2 and all(m.n_segments == options["length"] for m in env.dataset)
+        assert options["dependency_distance"] < options["length"] and env.table.has_oracle
+        assert affect_env.preset_options(env_id) == dict(options)
+    with pytest.raises(ValueError, match="env_id must be one of the presets"):
+        affect_env.preset_options("LiRISMemory-Huge-v0")
+    with pytest.raises(ValueError, match="preset must be one of"):
+        make(preset="Short")
+    with pytest.raises(ValueError, match="needs dataset='synthetic'"):
+        LiRISMemoryEnv(dataset=str(CEAP_SUBSET), preset="LiRISMemory-Short-v0")
+
+
+def test_shallow_copies_step_their_own_movie_and_memory():
+    """Evaluation steps one shallow copy per movie in lockstep: copies share the data and predictor only."""
+    env = make(predictor_mode="frozen", predictor=MemoryPredictor(make().encoder.embed_dim, 4, 8, 2), max_segments=5)
+    a = np.random.default_rng(0).uniform(-1, 1, (5,) + env.action_space.shape).astype(np.float32)
+    alone = []
+    for i in (0, 1):
+        env.reset(options={"movie_index": i})
+        alone.append([env.step(x)[1] for x in a])
+    copies = [copy.copy(env) for _ in range(2)]
+    assert all(c.predictor is env.predictor and c.table is env.table for c in copies)
+    for c, i in zip(copies, (0, 1)):
+        c.reset(options={"movie_index": i})
+    lockstep = [[c.step(x)[1] for c in copies] for x in a]
+    assert [list(r) for r in zip(*lockstep)] == alone
