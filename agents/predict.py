@@ -1,6 +1,6 @@
 """Predict valence / arousal of new movies with a trained RMN model, streaming along each whole movie.
 
-    python -m agents.predict MODEL --input PATH --output DIR [--format auto|tables|mediaeval]
+    python -m agents.predict MODEL --input PATH --output DIR [--format auto|tables|mediaeval|video]
         [--split all|train|val|test] [--segment-seconds S] [--targets valence,arousal] [--device auto]
 
 ``MODEL`` is a run directory or a ``model.zip``: the RMN policy carries the segment encoder with its
@@ -12,6 +12,10 @@ Writes ``DIR/<movie_id>.csv`` (per-second ``time`` and one column per target), t
 ``DIR/mediaeval/<movie_id>_Valence-Arousal.txt`` (when the targets include valence and arousal),
 ``DIR/index.csv`` (one row per movie), ``DIR/notes.txt`` (the readers' notes) and
 ``DIR/figures/predictions.png``. See ``docs/predict.md``.
+
+``PATH`` may also be a movie file or a folder of movies (``--format video``, detected from the suffixes): they
+are first extracted into ``DIR/features/`` with the settings the model's training tables were extracted with
+(the run's ``features.json``, see :mod:`affect_env.features`), then predicted as tables.
 """
 from __future__ import annotations
 
@@ -27,19 +31,23 @@ from tqdm.auto import tqdm
 
 from affect_env.data import SPLITS, DataError, Movie, MovieDataset, detect_format, load_dataset
 from affect_env.data.mediaeval import load_mediaeval, mediaeval_splits
+from affect_env.data.readers import TABLE_SUFFIXES
 from affect_env.data.tables import list_table_files, load_tables
+from affect_env.features import MANIFEST, VIDEO_SUFFIXES, extract_videos, list_videos, read_manifest
+from affect_env.features import movie_id as video_movie_id
 from affect_env.files import atomic_path, atomic_write_text
 from agents.cli import run_cli
 from agents.plots import plt
 from agents.rollout import rollout
 from agents.runs import load_model_file
-from agents.runs.evaluation import load_config
+from agents.runs.evaluation import load_config, run_directory
 
-__all__ = ["FORMATS", "SPLIT_CHOICES", "check_feature_dim", "iter_datasets", "load_run",
-           "mediaeval_text", "per_second", "per_second_table", "predict_movie", "predict_movies"]
+__all__ = ["FORMATS", "SPLIT_CHOICES", "check_feature_dim", "extract_for_model", "is_video_input", "iter_datasets",
+           "load_run", "mediaeval_text", "per_second", "per_second_table", "predict_movie", "predict_movies",
+           "training_extraction"]
 
 PathLike = Union[str, Path]
-FORMATS = ("auto", "tables", "mediaeval")
+FORMATS = ("auto", "tables", "mediaeval", "video")
 SPLIT_CHOICES = ("all", "train", "val", "test")
 #: reader options of the training run (``config.json``'s ``dataset_options``) reused at prediction time:
 #: how to read a file always; how to split the directory only for ``--split train|val|test``
@@ -52,6 +60,8 @@ SPLIT_OPTIONS = {
     "mediaeval": ("val_fraction", "val_movies"),
 }
 MEDIAEVAL_DIR = "mediaeval"
+#: where the features of movie files given as input are extracted, inside the output folder
+FEATURES_DIR = "features"
 MEDIAEVAL_HEADER = "Time\tValence\tArousal"
 _EPS = 1e-9
 
@@ -119,7 +129,7 @@ def _options(cfg, kind: str, split: str) -> dict:
 
 def iter_datasets(source: PathLike, kind: str, split: str, targets: Sequence[str],
                   segment_seconds: Optional[float], options: Optional[dict] = None,
-                  progress: bool = True) -> Iterator[Tuple[str, MovieDataset]]:
+                  progress: bool = True, only: Optional[Sequence[str]] = None) -> Iterator[Tuple[str, MovieDataset]]:
     """``(split label, MovieDataset)`` of the input, one split at a time, targets optional.
 
     * ``tables`` with ``split="all"``: every table file of the directory in one dataset (labelled
@@ -135,6 +145,7 @@ def iter_datasets(source: PathLike, kind: str, split: str, targets: Sequence[str
     :param segment_seconds: segment length, ``None`` for the reader's default
     :param options: further reader options (e.g. ``feature_columns``, ``visual_features``)
     :param progress: progress bars of the MediaEval reader
+    :param only: with ``tables`` and ``split="all"``: the movie ids to load (default: every file)
     """
     options = dict(options or {})
     if segment_seconds is not None:
@@ -149,7 +160,8 @@ def iter_datasets(source: PathLike, kind: str, split: str, targets: Sequence[str
         files = list_table_files(source)
         with tempfile.TemporaryDirectory(prefix="predict_") as tmp:
             manifest = Path(tmp) / "all_files.json"
-            manifest.write_text(json.dumps({p.stem: "test" for p in files}))
+            manifest.write_text(json.dumps({p.stem: "test" if only is None or p.stem in only else "train"
+                                            for p in files}))
             ds = load_tables(source, "test", targets=targets, require_targets=False, manifest=manifest, **options)
         ds.split = "all"
         ds.notes = ["splits: none (--split all: every table file of the directory)"] + \
@@ -170,6 +182,71 @@ def iter_datasets(source: PathLike, kind: str, split: str, targets: Sequence[str
                         f"tables directory with --format tables")
     else:
         raise DataError(f"{source}: unknown input format {kind!r}; choose one of {list(FORMATS)}")
+
+
+# ------------------------------------------------------------------------------------------ movie files
+def is_video_input(source: PathLike) -> bool:
+    """Whether ``source`` is a movie file (a video suffix) or a folder holding movie files and no table."""
+    path = Path(source)
+    if path.is_file():
+        return path.suffix.lower() in VIDEO_SUFFIXES
+    if not path.is_dir():
+        return False
+    suffixes = {p.suffix.lower() for p in path.iterdir() if p.is_file()}
+    return bool(suffixes & set(VIDEO_SUFFIXES)) and not suffixes & set(TABLE_SUFFIXES)
+
+
+def training_extraction(model_path: PathLike, config) -> dict:
+    """The extraction manifest of the model's training tables: the run's ``features.json`` (copied there at
+    training), else the training dataset's.
+
+    :raises DataError: the model was not trained on features extracted from movies (one line saying which
+        data it was trained on)
+    """
+    run = run_directory(model_path) if Path(model_path).exists() else None
+    for folder in (run, Path(str(config.data.dataset)) if config is not None else None):
+        if folder is not None and (folder / MANIFEST).is_file():
+            return read_manifest(folder)
+    trained_on = f"the dataset {config.data.dataset!r}" if config is not None else "features of its own"
+    raise DataError(f"{model_path}: this model was trained on {trained_on}, not on features extracted from movies "
+                    f"(no {MANIFEST} in {run or 'its run'} or its dataset), so it cannot read a movie file; give it "
+                    f"tables with its training columns, or train it on extracted movies "
+                    f"(python -m affect_env.features)")
+
+
+def extract_for_model(videos: PathLike, out: PathLike, manifest: dict, model_path: PathLike = "the model",
+                      progress: bool = True) -> Path:
+    """Extract the movie file(s) ``videos`` into ``out`` with the training data's settings and check that every
+    movie has every modality and column the model was trained on.
+
+    :param videos: a movie file or a folder of movies
+    :param out: the folder of the extracted tables (a rerun skips what is already there)
+    :param manifest: the training data's extraction manifest (:func:`training_extraction`)
+    :return: ``out``
+    :raises DataError: a movie that cannot be extracted, or lacks a modality (e.g. no audio stream) or column
+        the model was trained on; one line naming the file
+    """
+    settings = manifest["settings_obj"]
+    report = extract_videos([videos], out, settings, progress=progress, force=False)
+    if report.failed:
+        raise DataError("; ".join(report.failed.values()))
+    trained = manifest.get("columns", {})
+    extracted = read_manifest(out)["movies"]
+    for path in list_videos([videos]):
+        entry = next((e for e in extracted.values() if e["source"] == str(path)), None)
+        if entry is None:  # pragma: no cover - extract_videos reported it
+            raise DataError(f"{path}: not extracted")
+        absent = [m for m in trained if m not in entry["columns"]]
+        if absent:
+            why = "; ".join(f"{m}: {entry['missing'].get(m, 'not extracted')}" for m in absent)
+            raise DataError(f"{path}: modalities {', '.join(absent)} missing ({why}), but the model "
+                            f"{model_path} was trained with them")
+        for name, cols in trained.items():
+            if entry["columns"][name] != cols:
+                diff = sorted(set(cols) ^ set(entry["columns"][name]))
+                raise DataError(f"{path}: modality {name} gives columns that differ from the model's training "
+                                f"data ({model_path}): {diff[:5]} (another library version?)")
+    return Path(out)
 
 
 # ------------------------------------------------------------------------------------------- prediction
@@ -265,9 +342,11 @@ def predict_movies(model, source: PathLike, out: PathLike, *, fmt: str = "auto",
     """Predict every movie of ``source`` and write the per-second prediction files into ``out``.
 
     :param model: an RMN model (its policy carries the segment encoder)
-    :param source: a directory of per-movie tables, a MediaEval 2018 root, or ``"synthetic"``
+    :param source: a directory of per-movie tables, a MediaEval 2018 root, ``"synthetic"``, or a movie file or
+        folder of movies (extracted first into ``out/features`` by :func:`extract_for_model`)
     :param out: output directory (created; existing files of the same names are replaced atomically)
-    :param fmt: ``auto`` (:func:`affect_env.data.detect_format`), ``tables`` or ``mediaeval``
+    :param fmt: ``auto`` (movie files, else :func:`affect_env.data.detect_format`), ``tables``, ``mediaeval``
+        or ``video``
     :param split: ``all`` (every movie) or one of ``train``, ``val``, ``test`` under the input's split rule
     :param targets: target names (default: the run's, see :func:`load_run`)
     :param segment_seconds: segment length (default: the run's, else the reader's default)
@@ -285,14 +364,22 @@ def predict_movies(model, source: PathLike, out: PathLike, *, fmt: str = "auto",
     names = _target_names(model, config, targets, model_path)
     if segment_seconds is None and config is not None:
         segment_seconds = config.data.segment_seconds
-    kind = detect_format(str(source)) if fmt == "auto" else fmt
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output {out}: exists and is not a directory")
+    if fmt == "video" or (fmt == "auto" and is_video_input(source)):
+        if split != "all":
+            raise ValueError(f"--split {split}: movie files have no splits; predict them with --split all")
+        manifest = training_extraction(model_path, config)
+        only = [video_movie_id(p) for p in list_videos([source])]  # DIR/features may hold earlier inputs' tables
+        source, fmt = extract_for_model(source, out / FEATURES_DIR, manifest, model_path, progress), "tables"
+    else:
+        only = None
+    kind = detect_format(str(source)) if fmt == "auto" else fmt
     mediaeval_style = "valence" in names and "arousal" in names
     rows, notes, shown = [], [], []
     for label, dataset in iter_datasets(source, kind, split, names, segment_seconds,
-                                        _options(config, kind, split), progress):
+                                        _options(config, kind, split), progress, only):
         check_feature_dim(dataset, model, source, model_path)
         notes += [f"[{label}] {n}" for n in dataset.notes]
         for movie in tqdm(dataset.movies, desc=f"predict {label}", unit="movie", disable=not progress):
@@ -319,7 +406,8 @@ def predict_movies(model, source: PathLike, out: PathLike, *, fmt: str = "auto",
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agents.predict", description=__doc__.split("\n")[0])
     parser.add_argument("model", type=Path, help="run directory or model.zip")
-    parser.add_argument("--input", required=True, help="directory of per-movie tables or a MediaEval 2018 root")
+    parser.add_argument("--input", required=True,
+                        help="directory of per-movie tables, a MediaEval 2018 root, a movie file or a folder of movies")
     parser.add_argument("--output", required=True, type=Path, help="directory for the prediction files")
     parser.add_argument("--format", default="auto", choices=FORMATS, help="input layout (default: detected)")
     parser.add_argument("--split", default="all", choices=SPLIT_CHOICES,

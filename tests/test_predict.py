@@ -5,7 +5,6 @@ predicts with it through the CLI entry point and checks the files a user gets.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,6 @@ import torch
 
 from affect_env.data import load_dataset
 from affect_env.data.mediaeval import load_mediaeval, read_valence_arousal
-from affect_env.data.tables import load_tables
 from agents.cli import run_cli
 from agents.config import TrainConfig
 from agents.rmn.factory import predict_dataset

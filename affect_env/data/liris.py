@@ -34,13 +34,16 @@ from affect_env.data.readers import (
 from affect_env.data.splits import assign_splits, read_manifest
 from affect_env.data.types import SPLITS, DataError, Modality, MovieDataset, PathLike
 
-__all__ = ["LIRIS_HEADER", "is_liris_continuous_root", "liris_continuous_splits", "load_liris_continuous"]
+__all__ = ["LIRIS_HEADER", "is_liris_continuous_root", "liris_annotation_dir", "liris_continuous_splits",
+           "load_liris_continuous"]
 
 LIRIS_HEADER = ("Time", "Mean", "Std")
 
 
 # ================================================================================ annotations and splits
-def _liris_annotation_dir(root: Path) -> Optional[Path]:
+def liris_annotation_dir(root: PathLike) -> Optional[Path]:
+    """The directory holding ``*_Valence.txt`` files: ``root`` or ``root/annotations``, else ``None``."""
+    root = Path(root)
     for d in (root, root / "annotations"):
         if d.is_dir() and any(d.glob("*_Valence.txt")):
             return d
@@ -53,7 +56,7 @@ def is_liris_continuous_root(path: PathLike) -> bool:
     :param path: candidate dataset root
     """
     path = Path(path)
-    return path.is_dir() and _liris_annotation_dir(path) is not None
+    return path.is_dir() and liris_annotation_dir(path) is not None
 
 
 def _liris_titles(ann_dir: Path, notes: Notes) -> List[str]:
@@ -91,7 +94,7 @@ def liris_continuous_splits(root: PathLike, manifest: Optional[PathLike] = None,
 
 def _liris_splits(root: Path, manifest: Optional[PathLike], split_fractions: Sequence[float],
                   notes: Notes) -> Tuple[Dict[str, List[str]], Path]:
-    ann_dir = _liris_annotation_dir(root)
+    ann_dir = liris_annotation_dir(root)
     if ann_dir is None:
         raise DataError(f"{root}: no *_Valence.txt file in it or in its annotations/ directory")
     titles = _liris_titles(ann_dir, notes)

@@ -3,6 +3,7 @@
 ::
 
     config.json        the TrainConfig (nested; the recipe and every field)
+    features.json      how the dataset's tables were extracted from movies (copied from the dataset, if it has one)
     encoder.pt         the segment encoder (with the train split's normalisation statistics)
     writer_pretrain/   the RMN's writer pretraining, a memory_tbptt run of its own (when the recipe has one)
     checkpoint/        the latest periodic checkpoint: model.zip, replay.pkl, predictor.pt (stock algorithms),
@@ -26,6 +27,7 @@ from typing import Callable, Optional
 
 import pandas as pd
 
+from affect_env.features.extract import MANIFEST as EXTRACTION_MANIFEST
 from affect_env.files import atomic_path, atomic_write_text
 from agents.config import TrainConfig
 
@@ -85,9 +87,14 @@ class RunDirectory:
         return cfg
 
     def open(self, cfg: TrainConfig) -> None:
-        """Create the run directory and save ``config.json``."""
+        """Create the run directory and save ``config.json``, and the dataset's extraction manifest
+        (``features.json``, when its tables were extracted from movies) so that prediction from movie files
+        extracts them as the training data were, even after the dataset has moved."""
         self.path.mkdir(parents=True, exist_ok=True)
         cfg.save(self.config_file)
+        manifest = Path(str(cfg.data.dataset)) / EXTRACTION_MANIFEST
+        if manifest.is_file():
+            atomic_write_text(self.path / EXTRACTION_MANIFEST, manifest.read_text())
 
     def has_checkpoint(self) -> bool:
         return (self.checkpoint / "state.json").exists()
