@@ -26,6 +26,7 @@ import yaml
 
 from affect_env.files import atomic_write_text
 from affect_env.memory import DEFAULT_MEMORY_DIM, DEFAULT_N_SLOTS, REWARD_ERRORS, check_choice, check_count
+from affect_env.presets import DEFAULT_ENV_ID, PRESETS
 
 
 def parse_options(items, where: str = "options") -> dict:
@@ -73,6 +74,9 @@ STOCK_ALGORITHMS = ALGORITHMS[1:8]
 BASELINES = ALGORITHMS[8:]
 RecipeName = Literal["default", "paper", "quick", "rl"]
 Readout = Literal["mlp", "paper"]
+#: what the RMN's afterstate critic learns (``RMNConfig.critic``)
+CriticKind = Literal["value", "gradient"]
+CRITIC_KINDS = get_args(CriticKind)
 
 
 def check_weight(name: str, spec: WeightSpec) -> WeightSpec:
@@ -263,9 +267,8 @@ class AlgorithmConfig(Part):
 
     def check(self) -> None:
         check_choice("algo", self.algo, ALGORITHMS)
-        for name in ("timesteps", "learning_starts"):
-            check_count(name, getattr(self, name), "none")
-        for name in ("batch_size", "buffer_size", "train_freq", "gradient_steps"):
+        check_count("learning_starts", self.learning_starts, "none")
+        for name in ("timesteps", "batch_size", "buffer_size", "train_freq", "gradient_steps"):
             if check_count(name, getattr(self, name), "none") < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
         check_positive("learning_rate", self.learning_rate)
@@ -381,6 +384,12 @@ class RMNConfig(Part):
     critic_weight: float = 1.0
     """weight of the critic's bootstrap term in the actor objective (1: the method; 0: a control run that shows
     what the writer learns without the critic)"""
+    critic: CriticKind = "value"
+    """'value': Q(e_t, m_t) by TD (the paper); 'gradient': the value's gradient dV/dm_t by bootstrapped
+    vector-Jacobian TD through one write (dual heuristic programming), which the writer follows"""
+    history_decay: float = 0.0
+    """the critic also sees a running mean of the movie's segment embeddings with this decay (0: not; the critic
+    is used only in training, so it may see any causal summary of the movie so far)"""
     update_thread: bool = True
     """differentiate the critic and the long-range loss in a worker thread (a second core); same results"""
     long_range: LongRangeConfig = field(default_factory=LongRangeConfig)
@@ -402,6 +411,9 @@ class RMNConfig(Part):
         if check_count("window", self.window, "none") < 1:
             raise ValueError(f"window must be >= 1, got {self.window}")
         check_positive("critic_weight", self.critic_weight, strict=False)
+        check_choice("critic", self.critic, CRITIC_KINDS)
+        if not (isinstance(self.history_decay, (int, float)) and 0 <= self.history_decay < 1):
+            raise ValueError(f"history_decay must lie in [0, 1) (0: no history input), got {self.history_decay!r}")
         if self.long_range.jump_mode == "adjoint" and self.long_range.jump_weight > 0 and \
                 self.refresh.refresh_every <= 0:
             raise ValueError("jump_mode='adjoint' stores its adjoints at each refresh: set refresh_every > 0")
@@ -475,7 +487,9 @@ class TrainConfig(Part):
     'quick' (the default's method on a budget of minutes, to try the project) or 'rl' (reinforcement learning as
     the only long-range signal: no BPTT pretraining, no long-range loss)"""
     env: str = "LiRISMemory-v0"
-    """environment id"""
+    """environment id: a preset of the synthetic movies (LiRISMemory-Short-v0: 100 segments, -v0: 400, -Long-v0:
+    2,000, -Marathon-v0: 10,000; their dataset_options, which dataset_options override) or LiRISMemory-v0 for
+    any dataset"""
     data: DataConfig = field(default_factory=DataConfig)
     encoding: EncoderConfig = field(default_factory=EncoderConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
@@ -487,8 +501,12 @@ class TrainConfig(Part):
 
     def check(self) -> None:
         check_choice("recipe", self.recipe, get_args(RecipeName))
-        if self.env.split(":")[-1] != "LiRISMemory-v0":
-            raise ValueError(f"env {self.env}: only LiRISMemory-v0 is provided by this project")
+        env = self.env.split(":")[-1]
+        if env not in PRESETS:
+            raise ValueError(f"env {self.env}: choose one of {', '.join(PRESETS)}")
+        if env != DEFAULT_ENV_ID and self.data.dataset != "synthetic":
+            raise ValueError(f"env {self.env} is a preset of the synthetic movies; for dataset "
+                             f"{self.data.dataset!r} use {DEFAULT_ENV_ID}")
         if self.run.select_on != "val" and not self.data.long_val_options:
             raise ValueError(f"select_on={self.run.select_on!r} scores a second validation set: give its options "
                              "(long_val_options KEY=VALUE ...)")
@@ -701,12 +719,17 @@ def quick_recipe() -> TrainConfig:
 
 
 def rl_recipe() -> TrainConfig:
-    """The default recipe with reinforcement learning as the only long-range signal (issue 37's subject): no writer
-    pretraining by BPTT, no long-range loss; the writer learns from the immediate reward and the learned,
-    bootstrapped afterstate critic alone, with one-step TD, and every update costs the same whatever the movies'
-    length. Work in progress: see docs/recipe.md for what it scores so far."""
-    return TrainConfig(recipe="rl", rmn=RMNConfig(long_range=LongRangeConfig(jump_weight=0.0)),
-                       warm_start=WarmStartConfig(pretrain_writer_epochs=0))
+    """Reinforcement learning as the only long-range signal (issue 37): no writer pretraining by BPTT and no
+    long-range loss; the writer learns from the immediate reward and a learned, bootstrapped critic of the value's
+    gradient (``critic="gradient"``), which sees a running mean of the movie so far (``history_decay``), with a
+    horizon of 200 segments (``gamma=0.995``), one update per step on a replay of the last 64 movies, and refreshes
+    of 100-segment stretches: every update costs the same whatever the movies' length. See docs/recipe.md."""
+    return TrainConfig(
+        recipe="rl",
+        algorithm=AlgorithmConfig(gamma=0.995, train_freq=1, buffer_size=25_600),
+        rmn=RMNConfig(critic="gradient", history_decay=0.995, long_range=LongRangeConfig(jump_weight=0.0),
+                      refresh=RefreshConfig(refresh_window=100)),
+        warm_start=WarmStartConfig(pretrain_writer_epochs=0))
 
 
 RECIPES = {"default": default_recipe, "paper": paper_recipe, "quick": quick_recipe, "rl": rl_recipe}

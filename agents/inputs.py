@@ -13,12 +13,16 @@ import pandas as pd
 from affect_env.data import SPLITS, FeatureStats, MovieDataset, load_dataset
 from affect_env.encoder import PoolingEncoder, SegmentEncoder, pretrain_encoder
 from affect_env.env import LiRISMemoryEnv
+from affect_env.presets import preset_options
 from agents.config import TrainConfig
 
 
 def split_options(cfg: TrainConfig, split: str) -> dict:
-    """The dataset reader's options for ``split``: ``train_dataset_options`` apply to the train split only."""
-    return {**cfg.data.dataset_options, **(cfg.data.train_dataset_options if split == "train" else {})}
+    """The dataset reader's options for ``split``: on the synthetic data, the env id's preset (``--env
+    LiRISMemory-Short-v0``: 100-segment movies...), then ``dataset_options``, then, for the train split only,
+    ``train_dataset_options``."""
+    preset = preset_options(cfg.env) if cfg.data.dataset == "synthetic" else {}
+    return {**preset, **cfg.data.dataset_options, **(cfg.data.train_dataset_options if split == "train" else {})}
 
 
 def load_split(cfg: TrainConfig, split: str, **options) -> MovieDataset:

@@ -1,11 +1,13 @@
-"""Training memory and time as the movie grows: RMN afterstate updates vs full-BPTT LSTM and memory network.
+"""Training memory and time as the movie grows: RMN afterstate updates (the default and the RL-only recipe) vs
+full-BPTT LSTM and memory network.
 
     python -m benchmarks.memory_scaling [--quick] [--lengths 1000 4000 16000] [--out benchmarks/results]
 
 Each measurement runs in a fresh Python process (so one measurement's allocations never inflate another's
 peak) on one synthetic movie of ``length`` segments, with one torch thread, and reports:
 
-* ``update_s``: wall time of one training update. RMN: one afterstate update (critic + actor + predictor on
+* ``update_s``: wall time of one training update. RMN (``rmn``: the default recipe, ``rmn_rl``: ``--recipe rl``):
+  one afterstate update (critic + actor + predictor on
   a replay minibatch, and the long-range loss; the median over 5 blocks of ``rmn_updates / 5`` updates) after
   streaming the whole movie through the env into a replay buffer of fixed size that holds the longest movie
   whole (the adjoint loss replays whole movies); BPTT models: one forward + backward + Adam step through the
@@ -52,7 +54,9 @@ from agents.rmn.factory import make_rmn
 from benchmarks.common import (NetworkSizes, SavedTensorMeter, benchmark_parser, current_rss_mib,
                                parse_benchmark_args, peak_rss_mib, report)
 
-METHODS = ("rmn", "lstm_bptt", "memory_bptt")
+METHODS = ("rmn", "rmn_rl", "lstm_bptt", "memory_bptt")
+#: the recipe of each RMN method
+RMN_RECIPES = {"rmn": "default", "rmn_rl": "rl"}
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -81,10 +85,10 @@ def _movie(length: int, seed: int):
                         dependency_distance=int(length) // 2, intro_span=10, seed=seed)
 
 
-def _config(s: ScalingSettings, length: int) -> TrainConfig:
-    """The project's recipe at the settings' sizes; ``learning_starts`` past the movie (no update while it streams)."""
+def _config(s: ScalingSettings, length: int, name: str = "default") -> TrainConfig:
+    """The recipe ``name`` at the settings' sizes; ``learning_starts`` past the movie (no update while it streams)."""
     buffer = int(s.buffer_size or length)
-    return recipe("default").update({
+    return recipe(name).update({
         **s.memory_fields(), "batch_size": s.batch_size, "buffer_size": buffer,
         "timesteps": max(int(length), buffer), "learning_starts": int(length) + 1, "encoder": "pooling",
         "device": "cpu", "seed": s.seed, "eval_every": 0, "checkpoint_every": 0, **s.extra}, "memory scaling settings")
@@ -158,10 +162,10 @@ def measure(method: str, length: int, settings: Optional[ScalingSettings] = None
     set_random_seed(s.seed)
     data = _movie(length, s.seed)
     encoder = PoolingEncoder(FeatureStats.fit(data))
-    cfg = _config(s, length)
-    if method == "rmn":
-        row = _measure_rmn(cfg, data, encoder, length, s.rmn_updates)
+    if method in RMN_RECIPES:
+        row = _measure_rmn(_config(s, length, RMN_RECIPES[method]), data, encoder, length, s.rmn_updates)
     else:
+        cfg = _config(s, length)
         algo = "lstm" if method == "lstm_bptt" else "memory_tbptt"
         row = _measure_bptt(cfg.update({"algo": algo, "hidden": s.lstm_hidden, "bptt_window": 0}), data, encoder,
                             length)

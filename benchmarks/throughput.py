@@ -169,30 +169,35 @@ def env_pivot(table: pd.DataFrame) -> pd.DataFrame:
     return pivot.round(0)
 
 
-def rmn_config(s: ThroughputSettings, paper: bool) -> TrainConfig:
-    """The project's recipe (or the paper's) at the settings' sizes, its buffer filled by ``fill_steps`` steps
-    with no update. The paper recipe keeps its single-FC read-out (no ``predictor_hidden``)."""
-    return recipe("paper" if paper else "default").update({
+#: the RMN recipes whose updates are timed, with their labels
+RMN_RECIPES = {"default": "project recipe", "rl": "RL-only recipe", "paper": "paper recipe"}
+
+
+def rmn_config(s: ThroughputSettings, name: str) -> TrainConfig:
+    """The recipe ``name`` at the settings' sizes, its buffer filled by ``fill_steps`` steps with no update. The
+    paper recipe keeps its single-FC read-out (no ``predictor_hidden``)."""
+    paper = name == "paper"
+    return recipe(name).update({
         **s.memory_fields(read_out=not paper), "batch_size": s.batch_size, "buffer_size": s.fill_steps + 1,
         "timesteps": s.fill_steps, "learning_starts": s.fill_steps, "encoder": "pooling", "device": "cpu",
         "seed": s.seed, "eval_every": 0, "checkpoint_every": 0}, "throughput settings")
 
 
 def update_throughput(s: ThroughputSettings) -> list:
-    """Training updates/s of the RMN (two recipes) and of stock SB3 DDPG, after filling their buffers."""
+    """Training updates/s of the RMN (three recipes) and of stock SB3 DDPG, after filling their buffers."""
     ds, encoder = _data(s, s.movie_length, s.n_movies)
     rows = []
-    for paper in (False, True):
-        cfg = rmn_config(s, paper)
+    for name, label in RMN_RECIPES.items():
+        cfg = rmn_config(s, name)
         model = make_rmn(cfg, make_env(cfg, ds, encoder), encoder)
         model.learn(s.fill_steps, progress_bar=False)  # learning_starts = fill_steps: no update yet
         model.train(1, s.batch_size)  # warm-up
         sec = _best_time(lambda: model.train(s.gradient_steps, s.batch_size), s.repeats)
-        policy, long_range = model.policy, cfg.rmn.long_range
-        name = "RMN.train, paper recipe (window 1, no long-range loss)" if paper else (
-            f"RMN.train, project recipe (window {cfg.rmn.window}, {long_range.jump_mode} loss "
-            f"{long_range.jump_weight:g})")
-        rows.append(dict(benchmark="training updates", implementation=name,
+        policy, rmn = model.policy, cfg.rmn
+        loss = f"{rmn.long_range.jump_mode} loss {rmn.long_range.jump_weight:g}" if rmn.long_range.jump_weight else \
+            "no long-range loss"
+        rows.append(dict(benchmark="training updates",
+                         implementation=f"RMN.train, {label} ({rmn.critic} critic, window {rmn.window}, {loss})",
                          work=f"{s.gradient_steps} updates, batch {s.batch_size}", seconds=sec,
                          per_second=s.gradient_steps / sec, unit="updates/s",
                          params=_n_params(policy.actor, policy.critic, policy.predictor)))
@@ -216,7 +221,7 @@ def inference_throughput(s: ThroughputSettings) -> list:
     """Streaming segments/s along one ``stream_length``-segment movie: RMN rollout and the baselines."""
     ds, encoder = _data(s, s.stream_length, 1)
     emb = [encoder.embed_movie(ds.movies[0].features)]
-    cfg = rmn_config(s, False)
+    cfg = rmn_config(s, "default")
     policy = make_rmn(cfg, make_env(cfg, ds, encoder), encoder).policy
     policy.set_training_mode(False)
     n = s.stream_length

@@ -36,7 +36,7 @@ def test_settings_share_the_network_sizes():
         assert issubclass(cls, NetworkSizes)
     # the paper recipe keeps its own single-FC read-out; the project recipe takes the settings' read-out sizes
     s = ThroughputSettings(n_slots=3, memory_dim=4, net_arch=(8, 8), predictor_hidden=(8,))
-    paper, default = rmn_config(s, paper=True), rmn_config(s, paper=False)
+    paper, default = rmn_config(s, "paper"), rmn_config(s, "default")
     assert paper.recipe == "paper" and paper.memory.predictor_hidden == () and paper.memory.n_slots == 3
     assert default.recipe == "default" and default.memory.predictor_hidden == (8,)
 
@@ -147,7 +147,7 @@ def test_throughput_table_covers_env_updates_and_inference():
                            stream_length=60, repeats=1)
     df = run_throughput(s, progress=False)
     assert list(df.columns) == COLUMNS
-    assert df["benchmark"].value_counts().to_dict() == {"env steps": 11, "training updates": 3,
+    assert df["benchmark"].value_counts().to_dict() == {"env steps": 11, "training updates": 4,
                                                         "streaming inference": 5}
     assert not df["work"].str.startswith("failed").any()  # SyncVectorEnv works with the env
     pivot = env_pivot(df)  # batched env, DummyVecEnv and SyncVectorEnv side by side at 1 and 2 envs

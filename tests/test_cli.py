@@ -8,7 +8,9 @@ import torch
 
 from agents import predict, train, train_baseline, train_ddpg
 from agents.cli import run_cli
+from affect_env import PRESETS
 from agents.config import TrainConfig, recipe
+from agents.inputs import load_split, split_options
 from agents.runs import train as train_run
 from conftest import SMALL_SYNTHETIC
 
@@ -32,8 +34,10 @@ def test_the_quick_recipe_is_the_default_method_on_a_small_budget():
     (train_ddpg.main, ["--n-slots", "-3"], "n_slots must be a whole number"),
     (train_ddpg.main, ["--tau", "2"], "tau must lie in (0, 1], got 2.0"),
     (train_ddpg.main, ["--gamma", "1"], "gamma must lie in [0, 1)"),
-    (train_ddpg.main, ["--timesteps", "-5"], "timesteps must be a whole number >= 0"),
+    (train_ddpg.main, ["--timesteps", "0"], "timesteps must be a whole number >= 1, got 0"),
     (train_ddpg.main, ["--eval-every", "-1"], "eval_every must be a whole number >= 0"),
+    (train_ddpg.main, ["--env", "CartPole-v1"], "env CartPole-v1: choose one of LiRISMemory-Short-v0"),
+    (train_ddpg.main, ["--env", "LiRISMemory-Long-v0", "--dataset", "data/x"], "is a preset of the synthetic"),
     (train_ddpg.main, ["--algo", "sac"], "agents.train_ddpg trains the RMN"),
     (train.main, ["--algo", "sac", "--batch-size", "0"], "batch_size must be a whole number >= 1"),
     (train.main, ["--algo", "td3", "--init-from", "runs/x"], "init_from is for the RMN agent"),
@@ -46,6 +50,13 @@ def test_bad_arguments_are_one_line_errors_before_anything_runs(main, args, mess
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not out.exists()  # nothing read, trained or written
+
+
+def test_an_env_preset_sets_the_synthetic_movies_and_dataset_options_still_override():
+    cfg = TrainConfig().update({"env": "LiRISMemory-Short-v0", "dataset_options": {"n_movies": [4, 2, 2]}}, "test")
+    train = load_split(cfg, "train")
+    assert len(train) == 4 and {len(m.targets) for m in train} == {100}
+    assert split_options(TrainConfig(), "train") == dict(PRESETS["LiRISMemory-v0"])  # the default movies
 
 
 def test_a_bad_config_file_names_the_file_and_the_field(tmp_path, capsys):

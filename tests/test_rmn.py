@@ -11,7 +11,6 @@ import torch
 from affect_env import LiRISMemoryEnv
 from affect_env.memory import decode_action, prediction_error, write
 from agents import evaluate, train_ddpg
-from agents.baselines.models import load_baseline
 from agents.cli import Command, parse_command, run_cli
 from agents.config import TrainConfig, recipe
 from agents.inputs import build_encoder, load_splits, make_env
@@ -170,7 +169,7 @@ def test_replay_keeps_labels_and_order_and_the_critic_target_is_the_afterstate_o
 
     # afterstate critic target: r_t (recomputed now) + gamma Q'(e_{t+1}, T(m_t, mu'(e_{t+1}, m_t)))
     batch = buf.sample_windows(16, 1)
-    loss, _ = model._critic_loss(batch)
+    loss, _, _ = model._critic_loss(batch)
     e, m, y, e1 = batch.segments[:, 0], batch.afterstates[:, 0], batch.targets[:, 0], batch.segments[:, 1]
     with torch.no_grad():
         r = -(model.predictor(e, m) - y).abs().mean(-1)
@@ -239,7 +238,8 @@ def test_update_thread_splits_the_gradients_exactly_and_changes_no_result(tmp_pa
     model._critic_loss(batch)[0].backward()
     whole_critic = [p.grad.clone() for p in critic_params]
     # ... and as an update computes them: the critic's and the long-range gradients (worker), plus the actor's
-    _, _, critic_gradients, _, jump_gradients = model._critic_and_long_range_gradients(batch, pairs)
+    worker = model._critic_and_long_range_gradients(batch, pairs)
+    critic_gradients, jump_gradients = worker.critic_gradients, worker.long_range_gradients
     actor_gradients = torch.autograd.grad(model._actor_loss(batch)[0], actor_params, allow_unused=True)
     model._set_gradients(actor_params, actor_gradients, jump_gradients)
     model._set_gradients(critic_params, critic_gradients)
@@ -1074,12 +1074,77 @@ def test_the_rl_recipe_has_no_bptt_signal_and_the_critic_weight_switches_the_cri
     writer learns from, and only that."""
     rl = recipe("rl")
     assert rl.rmn.long_range.jump_weight == 0 and not rl.warm_start.pretrains and rl.rmn.window == 1
+    assert rl.rmn.critic == "gradient" and rl.rmn.refresh.refresh_window > 0  # flat in the movies' length
     assert rl.rmn.critic_weight == 1.0 and rl.overrides() == {}
     shares = {}
     for weight in (1.0, 0.0):
-        model = tiny_agent(learning_starts=20, critic_weight=weight)
+        model = tiny_agent(learning_starts=20, critic_weight=weight, critic="gradient", history_decay=0.9)
         model.learn(120)
         batch = model.replay_buffer.sample_windows(16, 1)
         loss, _, terms = model._actor_loss(batch)
         shares[weight] = model._writer_shares(model._writer_gradient_norms(terms), None)
     assert 0 < shares[1.0]["critic"] < 1 and shares[0.0]["critic"] == 0 and shares[0.0]["reward"] == 1
+
+
+def test_the_critic_can_see_the_movie_so_far_as_a_running_mean_restarted_at_each_movie():
+    """``history_decay``: the replay keeps ``h_t``, the decay-weighted mean of ``e_0 .. e_t`` of the movie (the
+    opening weighs fully from ``t = 0``), and the critic's context is ``[e_t, h_t]``."""
+    decay = 0.9
+    model = tiny_agent(learning_starts=20, critic="gradient", history_decay=decay)
+    model.learn(150)
+    buf = model.replay_buffer
+    assert model.policy.history and model.critic.features.embed_in.in_features == 2 * buf.segments.shape[1]
+    for run in buf.complete_episodes()[:2]:
+        e = buf.segments[run].astype(np.float64)
+        for t in (0, 1, len(run) - 1):
+            w = decay ** np.arange(t, -1, -1)
+            np.testing.assert_allclose(buf.history[run[t]], (w[:, None] * e[:t + 1]).sum(0) / w.sum(), rtol=1e-5)
+    batch = buf.sample_windows(8, 1)
+    torch.testing.assert_close(model._context(batch, 1), torch.cat([batch.segments[:, 1], batch.history[:, 1]], -1))
+
+
+def test_the_gradient_critic_learns_the_value_gradient_bootstrapped_through_one_write(tmp_path):
+    """``critic="gradient"``: ``G(c_t, m_{t-1})`` is trained towards ``J^T [s dr_t/dm_t + gamma G'(c_{t+1}, m_t)]``
+    with ``J = dm_t/dm_{t-1}`` the Jacobian of one write of the target writer (its decision included); the writer
+    follows ``gamma G / s`` at its afterstate; the critic's scale tracks its targets and keeps its outputs."""
+    model = tiny_agent(learning_starts=20, critic="gradient", history_decay=0.5, gamma=0.9, value_scale=0.1)
+    model.learn(200)
+    assert float(model.critic.scale) != 1.0 and float(model.critic.scale) == float(model.critic_target.scale)
+    batch = model.replay_buffer.sample_windows(4, 1)
+    loss, g_mean, target_ms = model._critic_loss(batch)
+
+    # the target, sample by sample, from the write's full Jacobian
+    s, gamma = model.value_scale, model.gamma
+    m_prev = model._start_memory(batch.prev_memory, batch.starts_movie).detach()
+    targets = []
+    for b in range(4):
+        e, y, c1 = batch.segments[b:b + 1, 0], batch.targets[b:b + 1, 0], model._context(batch, 1)[b:b + 1]
+
+        def step(m):
+            return write(m, model.actor_target(e, m))
+
+        m = step(m_prev[b:b + 1]).detach().requires_grad_(True)
+        dr = torch.autograd.grad(model._reward(e, m, y).sum(), m)[0]
+        g_next = (1 - batch.dones[b, 0]) * model.critic_target(c1, m.detach())
+        jacobian = torch.autograd.functional.jacobian(step, m_prev[b:b + 1]).reshape(m.numel(), m.numel())
+        targets.append((jacobian.T @ (s * dr + gamma * g_next).reshape(-1)).reshape(m.shape))
+    target = torch.cat(targets)
+    with torch.no_grad():
+        g = model.critic(model._context(batch, 0), m_prev)
+    torch.testing.assert_close(loss, ((g - target) ** 2).mean() / model.critic.scale ** 2)
+    assert target_ms == pytest.approx(float((target ** 2).mean()), rel=1e-4)
+
+    # the writer's objective: its gradient in the afterstate is critic_weight * gamma / s * G
+    m = batch.afterstates[:, 0].clone().requires_grad_(True)
+    grad = torch.autograd.grad(model._future(batch, m).sum(), m)[0]
+    with torch.no_grad():
+        torch.testing.assert_close(grad, model.critic(model._context(batch, 1), m) / s)
+
+    # rescaling keeps the outputs; save and load keep the critic's kind, scale and context
+    with torch.no_grad():
+        before = model.critic(model._context(batch, 0), m_prev)
+        model.critic.rescale(3.0)
+        torch.testing.assert_close(model.critic(model._context(batch, 0), m_prev), before)
+    model.save(tmp_path / "g.zip")
+    loaded = RMN.load(tmp_path / "g.zip", device="cpu")
+    assert loaded.policy.critic_kind == "gradient" and loaded.policy.history and float(loaded.critic.scale) == 3.0

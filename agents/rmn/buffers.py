@@ -49,6 +49,7 @@ class WindowSamples(NamedTuple):
     targets: torch.Tensor  # (B, L, n_targets)
     dones: torch.Tensor  # (B, L) float: 1 where the movie ends at that step
     alive: torch.Tensor  # (B, L) float: 0 after the movie ended inside the window
+    history: Optional[torch.Tensor] = None  # (B, L + 1, d_e): h_s .. h_{s+L}, where the buffer keeps a history
 
 
 class JumpSamples(NamedTuple):
@@ -95,10 +96,13 @@ class LabelReplayBuffer(BaseBuffer):
     :param action_space: the env's action space (actions themselves are not stored)
     :param device: where sampled tensors go
     :param n_envs: must be 1 (steps of one env are stored in order)
+    :param history_decay: also keep ``h_t``, the running mean of the movie's embeddings ``e_0 .. e_t`` weighted by
+        ``decay^(t - s)`` (normalised by the weights' sum, so the opening counts fully from ``t = 0``), a causal
+        summary of the movie for the critic; 0: none
     """
 
     def __init__(self, buffer_size: int, observation_space: spaces.Dict, action_space: spaces.Space,
-                 device: Any = "auto", n_envs: int = 1, **_unused: Any) -> None:
+                 device: Any = "auto", n_envs: int = 1, history_decay: float = 0.0, **_unused: Any) -> None:
         super().__init__(buffer_size, observation_space, action_space, device, n_envs=n_envs)
         if n_envs != 1:
             raise ValueError("LabelReplayBuffer stores the steps of one env in order: use n_envs=1")
@@ -117,11 +121,17 @@ class LabelReplayBuffer(BaseBuffer):
         # refresh, for whole stored movies only; allocated on first use), valid where adjoint_ready
         self.adjoint: Optional[np.ndarray] = None
         self.adjoint_ready = np.zeros(buffer_size, bool)
+        self.history_decay = float(history_decay)
+        self.history = np.zeros((buffer_size, *seg_shape), np.float32) if self.history_decay > 0 else None
+        self._history_sum = np.zeros(seg_shape, np.float64)  # sum_s decay^(t - s) e_s of the movie being stored
+        self._history_weight = 0.0  # sum_s decay^(t - s)
         self._episode = 0
 
     def __setstate__(self, state: dict) -> None:
         """Unpickle, giving a buffer saved before the adjoint loss existed an empty adjoint store (resumable runs)."""
         state.setdefault("adjoint", None)
+        state.setdefault("history_decay", 0.0)
+        state.setdefault("history", None)
         if "adjoint_ready" not in state:
             state["adjoint_ready"] = np.zeros(state["buffer_size"], bool)
         self.__dict__.update(state)
@@ -146,6 +156,12 @@ class LabelReplayBuffer(BaseBuffer):
         prev = (p - 1) % self.buffer_size
         carried = self.log_keep[prev] if self.t[p] > 0 and self.episode[prev] == self._episode else 0.0
         self.log_keep[p] = carried + log_keep_step(parts.attention[:, None] * parts.erase)
+        if self.history is not None:
+            same_movie = self.t[p] > 0 and self.episode[prev] == self._episode
+            decay = self.history_decay if same_movie else 0.0
+            self._history_sum = decay * self._history_sum + self.segments[p]
+            self._history_weight = decay * self._history_weight + 1.0
+            self.history[p] = self._history_sum / self._history_weight
         if done[0]:
             self._episode += 1
         self.pos += 1
@@ -213,6 +229,7 @@ class LabelReplayBuffer(BaseBuffer):
             targets=self.to_torch(self.targets[steps[:, :length]]),
             dones=self.to_torch(dones),
             alive=self.to_torch(alive),
+            history=None if self.history is None else self.to_torch(self.history[steps]),
         )
 
     def sample_jumps(self, batch_size: int, max_distance: int) -> JumpSamples:

@@ -117,7 +117,8 @@ class SlotActor(nn.Module):
 
 
 class AfterstateCritic(nn.Module):
-    """``Q(e_t, m_t)``: the value of the memory *after* the write, read with attention over slots.
+    """``Q(c_t, m_t)``: the value of the memory *after* the write, read with attention over slots; ``c_t`` is the
+    segment's embedding ``e_t``, optionally with a summary of the movie so far (the critic's context).
 
     Per-slot features are pooled by a learned softmax attention and by their mean, then mapped to a scalar.
     The last layer starts at zero (as for synthetic-gradient models) so early gradients into the actor are
@@ -139,6 +140,57 @@ class AfterstateCritic(nn.Module):
         w = torch.softmax(self.attend(f), dim=1)
         pooled = torch.cat([(w * f).sum(dim=1), f.mean(dim=1), embedding], dim=-1)
         return self.value(pooled)  # (B, 1)
+
+
+class AfterstateGradientCritic(nn.Module):
+    """``G(c_{t+1}, m_t)``: the gradient of the (scaled) value of the memory after the write, one ``d`` vector
+    per slot, ``(B, N, d)``: the critic of value-gradient learning (dual heuristic programming).
+
+    Its input ``c`` is the next segment's embedding, optionally with a summary of the movie so far. The last
+    layer starts at zero, so the writer first learns from its immediate reward alone and the bootstrapped
+    gradient grows in as the critic learns it.
+
+    The network learns ``G / scale``, ``scale`` the running root mean square of its targets (adaptive target
+    normalisation that preserves the outputs, as PopArt does for values, van Hasselt et al. 2016): value gradients
+    are small numbers whose size changes as the predictor learns, and without it Adam's steps, whose size does not
+    follow the loss's scale, would leave the critic's noise far above the gradients it should carry.
+    """
+
+    def __init__(self, context_dim: int, n_slots: int, memory_dim: int, hidden: Sequence[int] = (128, 128)):
+        super().__init__()
+        self.features = SlotFeatures(context_dim, n_slots, memory_dim, hidden)
+        self.head = nn.Linear(self.features.out_dim, memory_dim)
+        self.register_buffer("scale", torch.ones(()))
+        self.register_buffer("mean_square", torch.zeros(()))  # running mean of the targets' squares
+        self.register_buffer("weight", torch.zeros(()))  # its bias correction: the running mean of ones
+        with torch.no_grad():
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+
+    def normalised(self, context: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """``G / scale`` (what the network is trained on)."""
+        return self.head(self.features(context, memory))
+
+    def forward(self, context: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.normalised(context, memory)
+
+    @torch.no_grad()
+    def track(self, target_mean_square: float, rate: float = 0.01) -> float:
+        """Move the running mean square of the targets by ``rate`` towards this batch's, and ``scale`` to its root;
+        returns the new scale (to :meth:`rescale` the target network with)."""
+        self.mean_square.mul_(1.0 - rate).add_(rate * float(target_mean_square))
+        self.weight.mul_(1.0 - rate).add_(rate)
+        new = float(torch.sqrt(self.mean_square / self.weight).clamp_min(1e-12))
+        self.rescale(new)
+        return new
+
+    @torch.no_grad()
+    def rescale(self, new_scale: float) -> None:
+        """Set ``scale``, keeping the outputs: the last layer is multiplied by ``old / new``."""
+        ratio = float(self.scale) / new_scale
+        self.head.weight.mul_(ratio)
+        self.head.bias.mul_(ratio)
+        self.scale.fill_(new_scale)
 
 
 class NumpySlotActor:

@@ -11,9 +11,10 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch.autograd.graph import increment_version
 
 from affect_env.encoder import SegmentEncoder, encoder_from_payload
-from affect_env.memory import MemoryPredictor, WriteAction, encode_action
-from agents.config import MemoryConfig, TrainConfig
-from agents.rmn.networks import AfterstateCritic, NumpySlotActor, SlotActor, check_top_k_weight
+from affect_env.memory import MemoryPredictor, WriteAction, check_choice, encode_action
+from agents.config import CRITIC_KINDS, MemoryConfig, TrainConfig
+from agents.rmn.networks import (AfterstateCritic, AfterstateGradientCritic, NumpySlotActor, SlotActor,
+                                 check_top_k_weight)
 
 #: keyword arguments Stable-Baselines3 gives its policies (by the algorithm, or back from a saved policy) that the
 #: RMN's networks do not use
@@ -36,6 +37,9 @@ class RMNPolicy(BasePolicy):
         the observation space's, as SB3 policies take their shapes from the spaces (the env's memory decides).
         Default: ``MemoryConfig()``
     :param n_targets: number of predicted targets
+    :param critic: what the critic learns: ``"value"`` (``Q``) or ``"gradient"`` (``dV/dm``, per slot)
+    :param history: whether the critic's context also holds the running mean of the movie's segment embeddings
+        (``RMNConfig.history_decay > 0``); only the critic sees it, the writer and the predictor do not
     :param write_top_k_weight: the share of the top-k write in the attention, against the full softmax (1: the
         top-k write alone; the agent moves it along its schedule while training)
     :param encoder_spec: the segment encoder's kind, config and normalisation stats (``SegmentEncoder.spec()``);
@@ -56,6 +60,8 @@ class RMNPolicy(BasePolicy):
         lr_schedule: Schedule,
         memory: Union[MemoryConfig, dict, None] = None,
         n_targets: int = 2,
+        critic: str = "value",
+        history: bool = False,
         write_top_k_weight: float = 1.0,
         encoder_spec: Optional[dict] = None,
         optimizer_class: type = torch.optim.Adam,
@@ -79,6 +85,8 @@ class RMNPolicy(BasePolicy):
             memory = dataclasses.replace(memory, n_slots=self.n_slots, memory_dim=self.memory_dim)
         self.memory = memory
         self.n_targets = int(n_targets)
+        self.critic_kind = check_choice("critic", critic, CRITIC_KINDS)
+        self.history = bool(history)
         self.erase_bias = memory.erase_biases()
         self.write_top_k_weight = float(write_top_k_weight)
         self.encoder_spec = encoder_spec
@@ -93,7 +101,8 @@ class RMNPolicy(BasePolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(lr_schedule=self._dummy_schedule,  # not needed to load the policy alone (as SB3's policies)
-                    memory=self.memory, n_targets=self.n_targets, write_top_k_weight=self.write_top_k_weight,
+                    memory=self.memory, n_targets=self.n_targets, critic=self.critic_kind,
+                    history=self.history, write_top_k_weight=self.write_top_k_weight,
                     encoder_spec=self.encoder_spec)
         return data
 
@@ -104,9 +113,10 @@ class RMNPolicy(BasePolicy):
                          float(m.input_bias), bool(m.coupled_gates), m.write_top_k,
                          self.write_top_k_weight).to(self.device)
 
-    def make_critic(self) -> AfterstateCritic:
-        net_arch = list(self.memory.net_arch)
-        return AfterstateCritic(self.embed_dim, self.n_slots, self.memory_dim, net_arch).to(self.device)
+    def make_critic(self) -> Union[AfterstateCritic, AfterstateGradientCritic]:
+        context_dim = self.embed_dim * (2 if self.history else 1)
+        kind = AfterstateGradientCritic if self.critic_kind == "gradient" else AfterstateCritic
+        return kind(context_dim, self.n_slots, self.memory_dim, list(self.memory.net_arch)).to(self.device)
 
     def make_predictor(self) -> MemoryPredictor:
         m = self.memory

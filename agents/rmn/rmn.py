@@ -8,6 +8,11 @@ The actor writes the memory, the critic values the memory *after* the write, and
 * actor + predictor (one optimizer): maximise ``r_t + gamma Q(e_{t+1}, T(m_t, mu(e_{t+1}, m_t)))`` with
   ``m_t = T(m_{t-1}, mu(e_t, m_{t-1}))``; ``m0`` is trained through the first write of each movie.
 
+With ``recipe.critic="gradient"`` the critic learns the value's gradient ``G(c_t, m_{t-1}) = s dV/dm_{t-1}`` instead,
+by a bootstrapped vector-Jacobian product through one write (dual heuristic programming), and the actor follows
+``gamma G(c_{t+1}, m_t) / s`` through its write; the critic's context ``c`` may add a running mean of the movie so far
+(``recipe.history_decay``).
+
 Beyond the paper, the recipe (:class:`~agents.config.RMNConfig`, explained in ``docs/recipe.md``) adds a
 long-range loss (:mod:`agents.rmn.long_range`), a periodic refresh of the stored memories with the current writer
 (:mod:`agents.rmn.refresh`), an actor objective over ``window`` writes, a scaled same-step gradient into the
@@ -55,6 +60,7 @@ class WorkerGradients(NamedTuple):
     critic_gradients: tuple  # in _critic_parameters() order
     long_range_loss: Optional[float]  # None without a long-range loss (or nothing to train it on yet)
     long_range_gradients: Optional[tuple]  # weighted by jump_weight, in _actor_parameters() order
+    target_mean_square: Optional[float] = None  # the value-gradient critic's targets' mean square (its scale)
 
 
 class RMN(DDPG):
@@ -63,10 +69,10 @@ class RMN(DDPG):
     :param policy: ``"RMNPolicy"`` (or the class); its networks' sizes come from ``policy_kwargs``
         (``memory=MemoryConfig(...)``, ``n_targets``, ``encoder_spec``: see :class:`RMNPolicy`)
     :param env: a ``LiRISMemory-v0`` env (one env; its predictor is replaced by this agent's, "shared" mode)
-    :param recipe: everything of the method beyond SB3's arguments: exploration, value scale, reward, same-step
-        credit, top-k weight, window, worker thread, long-range loss and refresh (default ``RMNConfig()``; the
-        dataclass validated itself). A mapping of its fields (nested or by name, as in a config file) is taken
-        over the default recipe's. Saved with the model
+    :param recipe: everything of the method beyond SB3's arguments: the critic's kind and context, exploration,
+        value scale, reward, same-step credit, top-k weight, window, worker thread, long-range loss and refresh
+        (default ``RMNConfig()``; the dataclass validated itself). A mapping of its fields (nested or by name, as
+        in a config file) is taken over the default recipe's. Saved with the model
     :param learning_rate: Adam learning rate of the actor + predictor and of the critic (or a schedule)
     :param buffer_size: replay size in steps
     :param learning_starts: random-write steps before learning starts
@@ -107,15 +113,19 @@ class RMN(DDPG):
         device: Union[torch.device, str] = "auto",
         _init_setup_model: bool = True,
     ) -> None:
+        if isinstance(recipe, dict):  # plain values (e.g. a zoo hyperparameter file), over the default recipe's
+            recipe = TrainConfig.from_dict({"rmn": recipe}, "recipe").rmn
+        recipe = RMNConfig() if recipe is None else recipe
+        # the recipe decides what the critic learns and sees
+        policy_kwargs = {**(policy_kwargs or {}), "critic": recipe.critic, "history": recipe.history_decay > 0}
         super().__init__(
             policy, env, learning_rate=learning_rate, buffer_size=buffer_size, learning_starts=learning_starts,
             batch_size=batch_size, tau=tau, gamma=gamma, train_freq=train_freq, gradient_steps=gradient_steps,
-            action_noise=None, replay_buffer_class=LabelReplayBuffer, tensorboard_log=tensorboard_log,
+            action_noise=None, replay_buffer_class=LabelReplayBuffer,
+            replay_buffer_kwargs={"history_decay": recipe.history_decay}, tensorboard_log=tensorboard_log,
             policy_kwargs=policy_kwargs, verbose=verbose, seed=seed, device=device, _init_setup_model=False,
         )
-        if isinstance(recipe, dict):  # plain values (e.g. a zoo hyperparameter file), over the default recipe's
-            recipe = TrainConfig.from_dict({"rmn": recipe}, "recipe").rmn
-        self.recipe = RMNConfig() if recipe is None else recipe
+        self.recipe = recipe
         # the schedules' current values: state that is saved with the model (a loaded model resumes from them)
         self._same_step_weight = weight_schedule(self.recipe.same_step_credit)(1.0)
         self._top_k_weight = weight_schedule(self.recipe.write_top_k_weight)(1.0)
@@ -286,6 +296,8 @@ class RMN(DDPG):
             self.actor.optimizer.step()
 
             polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+            if critic.target_mean_square is not None:  # the value-gradient critic's scale, both networks'
+                self.critic_target.rescale(self.critic.track(critic.target_mean_square))
             polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
 
             logs["critic_loss"].append(critic.critic_loss)
@@ -344,8 +356,21 @@ class RMN(DDPG):
         """``m_{t-1}``: the stored memory, or the live (trainable) ``m0`` where the window starts a movie."""
         return start_memory(self.predictor.m0, prev_memory, starts_movie)
 
-    def _critic_loss(self, batch: WindowSamples) -> tuple[torch.Tensor, float]:
-        """The TD loss of the afterstate critic on the first step of each window, and the mean ``Q``.
+    def _context(self, batch: WindowSamples, i: int) -> torch.Tensor:
+        """The critic's input at window step ``i``: ``e``, or ``[e, h]`` where the critic sees the movie's history."""
+        if batch.history is None:
+            return batch.segments[:, i]
+        return torch.cat([batch.segments[:, i], batch.history[:, i]], dim=-1)
+
+    def _critic_loss(self, batch: WindowSamples) -> tuple[torch.Tensor, float, Optional[float]]:
+        """The critic's bootstrapped loss on the first step of each window, the mean ``Q`` (or ``|G|``) and, for the
+        value-gradient critic, its targets' mean square (for its scale)."""
+        if self.recipe.critic == "gradient":
+            return self._gradient_critic_loss(batch)
+        return self._value_critic_loss(batch)
+
+    def _value_critic_loss(self, batch: WindowSamples) -> tuple[torch.Tensor, float, None]:
+        """The TD loss of the afterstate critic ``Q(c_t, m_t)`` on the first step of each window, and the mean ``Q``.
 
         The reward is scaled by ``value_scale``: with ``1 - gamma`` the critic learns in average-reward units, and
         the bootstrap term of the actor objective then weighs like one step's reward instead of
@@ -355,14 +380,41 @@ class RMN(DDPG):
         with torch.no_grad():
             e_next = batch.segments[:, 1]
             m_next = write(m, self.actor_target(e_next, m))
-            bootstrap = self.critic_target(e_next, m_next).squeeze(-1)
+            bootstrap = self.critic_target(self._context(batch, 1), m_next).squeeze(-1)
             target_q = self.value_scale * self._reward(e, m, y) + self.gamma * (1.0 - batch.dones[:, 0]) * bootstrap
-        q = self.critic(e, m).squeeze(-1)
-        return F.mse_loss(q, target_q), q.mean().item()
+        q = self.critic(self._context(batch, 0), m).squeeze(-1)
+        return F.mse_loss(q, target_q), q.mean().item(), None
+
+    def _gradient_critic_loss(self, batch: WindowSamples) -> tuple[torch.Tensor, float, float]:
+        """The value-gradient critic's bootstrapped loss (dual heuristic programming), the mean ``|G|`` and the
+        targets' mean square.
+
+        ``G(c_t, m_{t-1})`` learns ``s dW/dm_{t-1}``, ``W`` the discounted sum of the rewards from step ``t`` on and
+        ``s`` the value scale, towards the one-step target
+
+            ``(dm_t / dm_{t-1})^T [s dr_t/dm_t + gamma (1 - done_t) G'(c_{t+1}, m_t)]``,
+            ``m_t = T(m_{t-1}, mu'(e_t, m_{t-1}))``,
+
+        one vector-Jacobian product through one write of the target writer (its decision's dependence on the
+        memory included): the adjoint recursion of BPTT with its tail bootstrapped by the target critic, so the
+        cost of an update does not depend on the movie's length.
+        """
+        m_prev = self._start_memory(batch.prev_memory, batch.starts_movie).detach().requires_grad_(True)
+        e, y = batch.segments[:, 0], batch.targets[:, 0]
+        m = write(m_prev, self.actor_target(e, m_prev))
+        with torch.no_grad():
+            keep = (1.0 - batch.dones[:, 0])[:, None, None]
+            g_next = keep * self.critic_target(self._context(batch, 1), m)
+        carried = self.value_scale * self._reward(e, m, y).sum() + self.gamma * (g_next * m).sum()
+        target = torch.autograd.grad(carried, m_prev)[0]
+        g = self.critic.normalised(self._context(batch, 0), m_prev.detach())
+        loss = F.mse_loss(g, target / self.critic.scale)
+        return loss, (g.detach() * self.critic.scale).abs().mean().item(), float((target ** 2).mean())
 
     def _actor_loss(self, batch: WindowSamples) -> tuple[torch.Tensor, float, dict]:
         """``-(sum_i gamma^i r_{s+i} + gamma^L Q(e_{s+L}, T(m_{s+L-1}, mu(...))))`` over the window of ``L =
-        recipe.window`` writes, which trains the actor, the predictor and ``m0``.
+        recipe.window`` writes (``Q``'s term is :meth:`_future`, whatever the critic learns), which trains the actor,
+        the predictor and ``m0``.
 
         :return: the loss, the predictor's mean error over the window, and the loss's two terms (``reward``: the
             immediate rewards', ``critic``: the bootstrap's) for the writer's gradient shares
@@ -380,12 +432,24 @@ class RMN(DDPG):
             m = written
             discount *= self.gamma
         keep_going = batch.alive[:, -1] * (1.0 - batch.dones[:, -1])
-        e_next = batch.segments[:, self.recipe.window]
-        next_parts = self.actor(e_next, m)
-        m_next = self._same_step_view(m, next_parts, write(m, next_parts))
-        bootstrap = self.recipe.critic_weight * discount * (keep_going * self.critic(e_next, m_next).squeeze(-1)).mean()
+        bootstrap = self.recipe.critic_weight * discount * (keep_going * self._future(batch, m)).mean()
         terms = {"reward": loss, "critic": -bootstrap}
         return loss - bootstrap, float(np.mean(maes)), terms
+
+    def _future(self, batch: WindowSamples, m: torch.Tensor) -> torch.Tensor:
+        """What the critic says of the future of the window's last afterstate ``m``, ``(B,)``, differentiable in
+        ``m`` (and through it in the writes that made it).
+
+        ``"value"``: ``Q(c, T(m, mu(e, m)))`` at the next segment (the paper). ``"gradient"``: the linear
+        surrogate ``<G(c, m), m> / s`` with ``G`` held fixed, whose gradient in ``m`` is the critic's estimate of
+        ``dW/dm``, the future return's gradient (its value means nothing)."""
+        L = self.recipe.window
+        context = self._context(batch, L)
+        if self.recipe.critic == "gradient":
+            return (self.critic(context, m.detach()).detach() * m).sum(dim=(1, 2)) / self.value_scale
+        next_parts = self.actor(batch.segments[:, L], m)
+        m_next = self._same_step_view(m, next_parts, write(m, next_parts))
+        return self.critic(context, m_next).squeeze(-1)
 
     def _same_step_view(self, memory: torch.Tensor, parts: WriteAction, written: torch.Tensor) -> torch.Tensor:
         """``written = T(memory, parts)`` as a read at the same step sees it: the same value, with the gradient into
@@ -407,13 +471,14 @@ class RMN(DDPG):
 
         :param long_range: the long-range loss's sample (``None``: no long-range loss this update)
         """
-        critic_loss, q_mean = self._critic_loss(batch)
+        critic_loss, q_mean, target_mean_square = self._critic_loss(batch)
         critic_gradients = torch.autograd.grad(critic_loss, self._critic_parameters())
+        done = WorkerGradients(critic_loss.item(), q_mean, critic_gradients, None, None, target_mean_square)
         if long_range is None:
-            return WorkerGradients(critic_loss.item(), q_mean, critic_gradients, None, None)
+            return done
         loss = self.long_range.loss(self, long_range)
         gradients = torch.autograd.grad(self.long_range.weight * loss, self._actor_parameters(), allow_unused=True)
-        return WorkerGradients(critic_loss.item(), q_mean, critic_gradients, loss.item(), gradients)
+        return done._replace(long_range_loss=loss.item(), long_range_gradients=gradients)
 
     # ---- gradients and the worker thread -----------------------------------------------------------------
     def _actor_parameters(self) -> list:
