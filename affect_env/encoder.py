@@ -23,6 +23,7 @@ from torch import nn
 from affect_env.data.normalization import FeatureStats
 from affect_env.data.types import MovieDataset
 from affect_env.files import atomic_path
+from affect_env.progress import progress_bar
 
 
 class SegmentEncoder(nn.Module):
@@ -182,10 +183,8 @@ def pretrain_encoder(
         rec = ((recon(e) - x.mean(dim=1)) ** 2).mean()
         return mse, rec
 
-    from tqdm.auto import tqdm
-
     best, best_state, history, bad = np.inf, None, [], 0
-    bar = tqdm(range(epochs), desc="pretrain encoder", disable=not progress, leave=False)
+    bar = progress_bar(range(epochs), desc="pretrain encoder", disable=not progress, leave=False)
     for epoch in bar:
         enc.train()
         perm = torch.randperm(len(x_tr), generator=gen)

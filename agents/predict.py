@@ -27,7 +27,6 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from affect_env.data import SPLITS, DataError, Movie, MovieDataset, detect_format, load_dataset
 from affect_env.data.mediaeval import load_mediaeval, mediaeval_splits
@@ -36,6 +35,7 @@ from affect_env.data.tables import list_table_files, load_tables
 from affect_env.features import MANIFEST, VIDEO_SUFFIXES, extract_videos, list_videos, read_manifest
 from affect_env.features import movie_id as video_movie_id
 from affect_env.files import atomic_path, atomic_write_text
+from affect_env.progress import progress_bar
 from agents.cli import run_cli
 from agents.plots import plt
 from agents.rollout import rollout
@@ -382,7 +382,7 @@ def predict_movies(model, source: PathLike, out: PathLike, *, fmt: str = "auto",
                                         _options(config, kind, split), progress, only):
         check_feature_dim(dataset, model, source, model_path)
         notes += [f"[{label}] {n}" for n in dataset.notes]
-        for movie in tqdm(dataset.movies, desc=f"predict {label}", unit="movie", disable=not progress):
+        for movie in progress_bar(dataset.movies, desc=f"predict {label}", unit="movie", disable=not progress):
             table = per_second_table(movie, predict_movie(model, movie), names, dataset.segment_seconds)
             atomic_write_text(out / f"{movie.movie_id}.csv", table.to_csv(index=False))
             if mediaeval_style:

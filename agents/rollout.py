@@ -5,9 +5,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from affect_env.memory import MemoryPredictor, WriteAction, write
+from affect_env.progress import progress_bar
 from agents.rmn.networks import NumpySlotActor, SlotActor
 
 
@@ -34,7 +34,7 @@ def rollout(
         return [stream_movie(NumpySlotActor(write_policy), predictor, embeddings[0])]
     results: list = [None] * len(embeddings)
     order = np.argsort([-len(e) for e in embeddings])  # batch movies of similar length together
-    bar = tqdm(total=sum(len(e) for e in embeddings), desc="predict", unit="segment", disable=not progress,
+    bar = progress_bar(total=sum(len(e) for e in embeddings), desc="predict", unit="segment", disable=not progress,
                mininterval=2.0)
     for start in range(0, len(order), batch_movies):
         idx = order[start:start + batch_movies]

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import pandas as pd
-from tqdm.auto import tqdm
 
+from affect_env.progress import progress_bar
 from agents.cli import run_cli
 from agents.config import STOCK_ALGORITHMS, TrainConfig, recipe
 from agents.runs import train
@@ -105,7 +105,7 @@ def run_benchmark(s: AlgorithmBenchmarkSettings, out: Path, progress: bool = Tru
     encoders = {seed: _shared_encoder(s, seed, out, progress) for seed in s.seeds}
     pairs = [(a, seed) for a in algos for seed in s.seeds]
     rows = []
-    bar = tqdm(pairs, desc="algorithms", disable=not progress)
+    bar = progress_bar(pairs, desc="algorithms", disable=not progress)
     for algo, seed in bar:
         bar.set_postfix(algo=algo, seed=seed)
         run_dir = out / "algorithm_runs" / algo / f"seed{seed}"

@@ -40,12 +40,12 @@ import numpy as np
 import pandas as pd
 import torch
 from stable_baselines3.common.utils import set_random_seed
-from tqdm.auto import tqdm
 
 # Every measurement process (``--worker``) imports all of these, whichever method it measures, so the modules
 # loaded are the same in every row and ``peak_rss_mib`` differs only by what the method itself allocates.
 from affect_env.data import FeatureStats, load_dataset
 from affect_env.encoder import PoolingEncoder
+from affect_env.progress import progress_bar
 from agents.baselines.training import make_baseline, tbptt_losses
 from agents.cli import run_cli
 from agents.config import TrainConfig, recipe
@@ -206,7 +206,7 @@ def run_memory_scaling(lengths: Sequence[int], methods: Sequence[str] = METHODS,
         s = ScalingSettings(**{**asdict(s), "buffer_size": int(max(lengths))})
     rows = []
     jobs = [(m, n) for m in methods for n in lengths]
-    for method, length in tqdm(jobs, desc="memory scaling", disable=not progress):
+    for method, length in progress_bar(jobs, desc="memory scaling", disable=not progress):
         rows.append(measure_isolated(method, length, s) if isolate else measure(method, length, s))
     cols = ["method", "length", "update_s", "update_x", "refresh_s", "movie_epoch_s", "saved_mib", "saved_x",
             "peak_rss_mib", "peak_rss_x", "rss_before_mib", "buffer_steps"]

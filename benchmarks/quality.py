@@ -25,8 +25,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from affect_env.progress import progress_bar
 from agents.cli import run_cli
 from agents.config import TrainConfig, recipe
 from agents.runs import train
@@ -151,7 +151,7 @@ def run_quality(settings: Optional[QualitySettings] = None, out: Path = Path("ru
     runs_dir = Path(out) / "quality_runs"
     jobs = [(ds, seed, model) for ds in _datasets(s) for seed in s.seeds for model in s.models]
     rows = []
-    bar = tqdm(jobs, desc="quality", disable=not progress)
+    bar = progress_bar(jobs, desc="quality", disable=not progress)
     for (label, distance, dataset, options), seed, model in bar:
         bar.set_postfix_str(f"{label} {model} seed {seed}")
         key = label.replace(" ", "_").replace("=", "")

@@ -28,13 +28,13 @@ import pandas as pd
 import torch
 from stable_baselines3 import DDPG
 from stable_baselines3.common.vec_env import DummyVecEnv
-from tqdm.auto import tqdm
 
 from affect_env import ENV_ID
 from affect_env.data import FeatureStats, load_dataset
 from affect_env.encoder import PoolingEncoder
 from affect_env.env import LiRISMemoryEnv
 from affect_env.memory import MemoryPredictor
+from affect_env.progress import progress_bar
 from affect_env.sb3 import make_sb3_vec_env
 from agents.baselines.training import make_baseline, predict_movies
 from agents.cli import run_cli
@@ -250,7 +250,7 @@ def run_throughput(settings: Optional[ThroughputSettings] = None, parts: Sequenc
     if unknown:
         raise ValueError(f"unknown part(s) {unknown}; choose from {list(funcs)}")
     rows = []
-    for part in tqdm(parts, desc="throughput", disable=not progress):
+    for part in progress_bar(parts, desc="throughput", disable=not progress):
         rows += funcs[part](s)
     df = pd.DataFrame(rows)
     if "params" not in df:

@@ -1,5 +1,6 @@
 """A newcomer's first hour: the quick recipe, every argument checked before anything runs, one-line errors, and
 the threads setting honoured on every training path."""
+import io
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 from agents import predict, train, train_baseline, train_ddpg
 from agents.cli import run_cli
 from affect_env import PRESETS
+from affect_env.progress import LOG_INTERVAL, progress_bar
 from agents.config import TrainConfig, recipe
 from agents.inputs import load_split, split_options
 from agents.runs import train as train_run
@@ -109,3 +111,18 @@ def test_progress_in_a_log_file_is_plain_lines(tmp_path, capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]
     assert lines[0].startswith("step 20/200 (10%)") and lines[-1].startswith("step 200/200 (100%)")
     assert len(lines) == 10 and all("elapsed, about" in line for line in lines)
+
+
+def test_progress_bars_redraw_rarely_where_the_output_is_a_log_file():
+    """Encoder pretraining, prediction, extraction... use tqdm bars: ten redraws a second in a terminal, but in a log
+    file every redraw stays, so there a bar is redrawn at most every LOG_INTERVAL seconds."""
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    in_file, in_terminal = progress_bar(range(3), file=io.StringIO()), progress_bar(range(3), file=Terminal())
+    assert in_file.mininterval == LOG_INTERVAL and in_terminal.mininterval == 0.1
+    assert progress_bar(range(3), file=io.StringIO(), mininterval=1).mininterval == 1  # an explicit value wins
+    for bar in (in_file, in_terminal):
+        assert list(bar) == [0, 1, 2]

@@ -26,9 +26,9 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 
 import pandas as pd
 import tyro
-from tqdm.auto import tqdm
 
 from affect_env.files import atomic_write_text
+from affect_env.progress import progress_bar
 from agents.cli import Command, run_cli
 from agents.config import TrainConfig
 from agents.runs import train
@@ -76,7 +76,7 @@ def run_ablation(base: TrainConfig, ns: Sequence[int], seeds: Sequence[int], out
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(n, s) for n in sorted(set(ns)) for s in dict.fromkeys(seeds)]
     rows = []
-    bar = tqdm(jobs, desc="N-ablation", unit="run", disable=not progress)
+    bar = progress_bar(jobs, desc="N-ablation", unit="run", disable=not progress)
     for n, seed in bar:
         bar.set_postfix(N=n, seed=seed)
         path = run_dir(out, n, seed)

@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from affect_env.data.types import SPLITS, DataError, Movie
+from affect_env.progress import progress_bar
 
 __all__ = [
     "IMPUTE_MODES", "AlignConfig", "MovieInputs", "Notes", "SkipMovie", "Track", "assemble", "check_options",
-    "file_track", "fill_nonfinite", "logger", "per_second", "progress_bar", "span",
+    "file_track", "fill_nonfinite", "logger", "movie_bar", "per_second", "span",
 ]
 
 logger = logging.getLogger("affect_env.data")
@@ -89,9 +89,9 @@ class SkipMovie(Exception):
     """A movie cannot be used; the message says why (it becomes a note)."""
 
 
-def progress_bar(items: Sequence, desc: str, show: bool):
+def movie_bar(items: Sequence, desc: str, show: bool):
     """``items`` wrapped in a tqdm progress bar over movies (hidden when ``show`` is false or none)."""
-    return tqdm(items, desc=desc, unit="movie", disable=not show or len(items) == 0)
+    return progress_bar(items, desc=desc, unit="movie", disable=not show or len(items) == 0)
 
 
 # ============================================================================================= tracks

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from affect_env.data.align import (
-    MovieInputs, Notes, SkipMovie, Track, assemble, check_options, file_track, per_second, progress_bar,
+    MovieInputs, Notes, SkipMovie, Track, assemble, check_options, file_track, movie_bar, per_second,
 )
 from affect_env.data.readers import (
     TABLE_SUFFIXES, check_finite, numeric_columns, read_header_table, read_table, row_ref,
@@ -241,7 +241,7 @@ def load_liris_continuous(
                  f"layout of {first.name}); rows averaged per second", logging.INFO)
     allow = impute is not None
     movies = []
-    for title in progress_bar(splits[split], f"LIRIS-ACCEDE {split}", progress):
+    for title in movie_bar(splits[split], f"LIRIS-ACCEDE {split}", progress):
         notes = Notes()
         mid = _safe_id(title)
         try:

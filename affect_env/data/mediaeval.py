@@ -55,7 +55,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from affect_env.data.align import (
-    AlignConfig, MovieInputs, Notes, SkipMovie, Track, assemble, check_options, file_track, logger, progress_bar,
+    AlignConfig, MovieInputs, Notes, SkipMovie, Track, assemble, check_options, file_track, logger, movie_bar,
     span,
 )
 from affect_env.data.fear import read_fear_annotation
@@ -604,7 +604,7 @@ def load_mediaeval(
                         f"(MEDIAEVAL18-{{SET}}-Valence_Arousal-annotations/annotations/*_Valence-Arousal.txt); "
                         f"pass require_targets=False to load the features for prediction only (targets = zeros)")
     movies, formats = [], []
-    for mid in progress_bar(ids, f"MediaEval 2018 {split}", progress):
+    for mid in movie_bar(ids, f"MediaEval 2018 {split}", progress):
         notes = Notes()
         try:
             movie, fear_format = _load_mediaeval_movie(index[mid], descriptors, audio, targets, require_targets,

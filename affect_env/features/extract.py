@@ -28,7 +28,6 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from affect_env.data.types import DataError, PathLike
 from affect_env.features.acoustic import AudioFeatures, MusicFeatures
@@ -40,6 +39,7 @@ from affect_env.features.grid import grid_rows, grid_times
 from affect_env.features.media import VIDEO_SUFFIXES, MediaInfo, audio_chunks, probe, video_frames
 from affect_env.features.visual import FaceFeatures, SceneFeatures
 from affect_env.files import atomic_path, atomic_write_text
+from affect_env.progress import progress_bar
 
 __all__ = [
     "AUDIO_MODALITIES", "MANIFEST", "MODALITIES", "OFFLINE_MODALITIES", "VIDEO_MODALITIES", "ExtractionReport",
@@ -220,7 +220,7 @@ def _audio_extractors(settings: ExtractionSettings) -> dict:
 def _bar(info: MediaInfo, what: str, show: bool, position: int):
     """A progress bar over the seconds of one long file (a no-op bar for short files or without progress)."""
     long_file = info.duration > LONG_FILE_SECONDS
-    return tqdm(total=round(info.duration, 1), desc=f"{info.path.name} {what}", unit="s", leave=False,
+    return progress_bar(total=round(info.duration, 1), desc=f"{info.path.name} {what}", unit="s", leave=False,
                 position=position, disable=not (show and long_file))
 
 
@@ -544,7 +544,7 @@ def extract_videos(inputs: Sequence[PathLike], out: PathLike, settings: Extracti
             report.warnings += [f"{path}: {n}" for n in entry["notes"]]
         _write_manifest(out, settings, movies)
 
-    with tqdm(total=len(todo), desc="extract", unit="movie", disable=not progress or not todo) as bar:
+    with progress_bar(total=len(todo), desc="extract", unit="movie", disable=not progress or not todo) as bar:
         if n_jobs == 1:
             for a in args:
                 record(a[0], *_extract_one(*a))

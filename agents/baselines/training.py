@@ -16,8 +16,8 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from affect_env.progress import progress_bar
 from agents.baselines.models import MemoryTBPTT, SequenceModel, build_model
 from agents.config import TrainConfig
 from agents.outputs import global_row, score_predictions
@@ -215,7 +215,7 @@ def fit_baseline(cfg: TrainConfig, model: SequenceModel, emb: dict, data: dict,
     if not model.recurrent:
         index = _WindowIndex(emb["train"], train_targets, model.window if model.name == "transformer" else 1)
     best, best_epoch, stale, seen, updates, learn_wall = float("inf"), 0, 0, 0, 0, 0.0
-    bar = tqdm(range(1, b.epochs + 1), desc=model.name, disable=not progress, unit="epoch")
+    bar = progress_bar(range(1, b.epochs + 1), desc=model.name, disable=not progress, unit="epoch")
     for epoch in bar:
         t_epoch = time.time()
         if model.recurrent:
