@@ -51,6 +51,19 @@ FPS = 25
 AUDIO_RATE = 44100
 
 
+def mux_audio(container, stream, wave: np.ndarray, rate: int, layout: str) -> None:
+    """Encode ``wave`` ``(channels, samples)`` float32 into the PyAV audio ``stream`` of ``container`` in frames
+    of 1,024 samples, then flush the encoder."""
+    av = import_optional("av")
+    for k in range(0, wave.shape[1], 1024):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, k:k + 1024]), format="fltp", layout=layout)
+        frame.sample_rate, frame.pts, frame.time_base = rate, k, Fraction(1, rate)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
 def write_benchmark_movie(path: Path, seconds: float, size: tuple, seed: int = 0) -> Path:
     """An H.264 / AAC movie with some of everything: texture, moving shapes, cuts, chords, beats and noise."""
     av = import_optional("av")
@@ -80,15 +93,7 @@ def write_benchmark_movie(path: Path, seconds: float, size: tuple, seed: int = 0
     chord = sum(np.sin(2 * np.pi * f * tt) for f in (261.6, 329.6, 392.0)) / 6
     beats = np.exp(-40 * ((tt * 2) % 1.0)) * rng.normal(0, 0.3, len(tt))
     wave = (chord + beats + rng.normal(0, 0.02, len(tt))).astype(np.float32)
-    stereo = np.stack([wave, wave])
-    for k in range(0, len(wave), 1024):
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(stereo[:, k:k + 1024]), format="fltp",
-                                           layout="stereo")
-        frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, k, Fraction(1, AUDIO_RATE)
-        for packet in audio.encode(frame):
-            container.mux(packet)
-    for packet in audio.encode():
-        container.mux(packet)
+    mux_audio(container, audio, np.stack([wave, wave]), AUDIO_RATE, "stereo")
     container.close()
     return path
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from fractions import Fraction
 from pathlib import Path
 
 import matplotlib
@@ -31,6 +30,7 @@ from agents.cli import run_cli  # noqa: E402
 from agents.rmn.factory import predict_dataset  # noqa: E402
 from agents.runs import load_model_file  # noqa: E402
 from benchmarks import extraction as extraction_benchmark  # noqa: E402
+from benchmarks.extraction import mux_audio  # noqa: E402
 
 FPS, SECONDS, CUT, TONE_END = 25, 8.0, 4.0, 5.0
 TINY = {"n_slots": 4, "memory_dim": 8, "net_arch": [32, 32], "predictor_hidden": [16], "batch_size": 32,
@@ -63,13 +63,7 @@ def make_movie(path: Path, seconds: float = SECONDS, audio: bool = True, size=(1
     if audio:
         tt = np.arange(int(seconds * 16000)) / 16000
         wave = np.where(tt < TONE_END, 0.5 * np.sin(2 * np.pi * 440 * tt), 0.0).astype(np.float32)
-        for k in range(0, len(wave), 1024):
-            frame = av.AudioFrame.from_ndarray(wave[None, k:k + 1024], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = 16000, k, Fraction(1, 16000)
-            for packet in sound.encode(frame):
-                container.mux(packet)
-        for packet in sound.encode():
-            container.mux(packet)
+        mux_audio(container, sound, wave[None], 16000, "mono")
     container.close()
     return path
 

@@ -154,11 +154,11 @@ class LabelReplayBuffer(BaseBuffer):
         self.adjoint_ready[p] = False
         parts = decode_action(np.asarray(action, np.float32).reshape(-1), *self.afterstates.shape[1:])
         prev = (p - 1) % self.buffer_size
-        carried = self.log_keep[prev] if self.t[p] > 0 and self.episode[prev] == self._episode else 0.0
+        continues = self.t[p] > 0 and self.episode[prev] == self._episode  # the previous row is this movie's
+        carried = self.log_keep[prev] if continues else 0.0
         self.log_keep[p] = carried + log_keep_step(parts.attention[:, None] * parts.erase)
         if self.history is not None:
-            same_movie = self.t[p] > 0 and self.episode[prev] == self._episode
-            decay = self.history_decay if same_movie else 0.0
+            decay = self.history_decay if continues else 0.0
             self._history_sum = decay * self._history_sum + self.segments[p]
             self._history_weight = decay * self._history_weight + 1.0
             self.history[p] = self._history_sum / self._history_weight
