@@ -15,10 +15,21 @@ from tqdm.auto import tqdm
 LOG_INTERVAL = 30.0
 
 
+class LogBar(tqdm):
+    """A bar for a log file: a new postfix waits for the next timed redraw instead of forcing one."""
+
+    def set_postfix(self, ordered_dict=None, refresh: bool = False, **kwargs: Any) -> None:
+        super().set_postfix(ordered_dict, refresh, **kwargs)
+
+    def set_postfix_str(self, s: str = "", refresh: bool = False) -> None:
+        super().set_postfix_str(s, refresh)
+
+
 def progress_bar(iterable: Optional[Iterable] = None, **kwargs: Any) -> tqdm:
-    """``tqdm(iterable, **kwargs)``, redrawn at most every :data:`LOG_INTERVAL` seconds where stderr is not a
-    terminal (unless ``mininterval`` is given)."""
+    """``tqdm(iterable, **kwargs)``; where stderr is not a terminal, a :class:`LogBar` redrawn at most every
+    :data:`LOG_INTERVAL` seconds (unless ``mininterval`` is given), postfix changes included."""
     stream = kwargs.get("file") or sys.stderr
-    if not (hasattr(stream, "isatty") and stream.isatty()):
-        kwargs.setdefault("mininterval", LOG_INTERVAL)
-    return tqdm(iterable, **kwargs)
+    if hasattr(stream, "isatty") and stream.isatty():
+        return tqdm(iterable, **kwargs)
+    kwargs.setdefault("mininterval", LOG_INTERVAL)
+    return LogBar(iterable, **kwargs)

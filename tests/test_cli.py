@@ -126,3 +126,9 @@ def test_progress_bars_redraw_rarely_where_the_output_is_a_log_file():
     assert progress_bar(range(3), file=io.StringIO(), mininterval=1).mininterval == 1  # an explicit value wins
     for bar in (in_file, in_terminal):
         assert list(bar) == [0, 1, 2]
+    log = io.StringIO()
+    bar = progress_bar(range(3), file=log)
+    drawn = log.getvalue()
+    for _ in bar:
+        bar.set_postfix(val_mse=0.5)  # a new postfix waits for the next timed redraw in a log file
+    assert log.getvalue().count("val_mse") <= 1 and log.getvalue().startswith(drawn)
