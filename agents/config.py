@@ -384,6 +384,10 @@ class RMNConfig(Part):
     critic_weight: float = 1.0
     """weight of the critic's bootstrap term in the actor objective (1: the method; 0: a control run that shows
     what the writer learns without the critic)"""
+    critic_warmup: int = 0
+    """updates at the start of training in which the critic learns but the actor objective leaves out its term
+    (the writer follows the reward alone), so that a warm-started writer is not steered by a critic that has not
+    yet learned about it (0: none)"""
     critic: CriticKind = "value"
     """'value': Q(e_t, m_t) by TD (the paper); 'gradient': the value's gradient dV/dm_t by bootstrapped
     vector-Jacobian TD through one write (dual heuristic programming), which the writer follows"""
@@ -411,6 +415,7 @@ class RMNConfig(Part):
         if check_count("window", self.window, "none") < 1:
             raise ValueError(f"window must be >= 1, got {self.window}")
         check_positive("critic_weight", self.critic_weight, strict=False)
+        check_count("critic_warmup", self.critic_warmup, "none")
         check_choice("critic", self.critic, CRITIC_KINDS)
         if not (isinstance(self.history_decay, (int, float)) and 0 <= self.history_decay < 1):
             raise ValueError(f"history_decay must lie in [0, 1) (0: no history input), got {self.history_decay!r}")

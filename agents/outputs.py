@@ -61,8 +61,9 @@ def write_outputs(out: Path, metrics: pd.DataFrame, results: list, dataset: Movi
 
 
 def headline_metrics(metrics: pd.DataFrame, val: dict, targets: Sequence[str]) -> dict:
-    """The summary's scores: test MSE, ``gap_closed`` and its references, PCC per target, and the final
-    validation MSE and ``gap_closed`` (``val_*``, with ``long_*`` for a second validation set)."""
+    """The summary's scores: test MSE, ``gap_closed`` and its references, PCC per target (then MSE and CCC per
+    target), and the final validation MSE and ``gap_closed`` (``val_*``, with ``long_*`` for a second validation
+    set)."""
     g = metrics.iloc[0]
     out = {"test_mse": float(g["mse"])}
     out.update({f"val_{k}": v for k, v in val.items() if k in ("mse", "gap_closed", "long_mse", "long_gap_closed")})
@@ -71,4 +72,7 @@ def headline_metrics(metrics: pd.DataFrame, val: dict, targets: Sequence[str]) -
             out[f"test_{k}"] = float(g[k])
     for name in targets:
         out[f"test_{name}_pcc"] = float(g[f"{name}_pcc"])
+    for name in targets:
+        out[f"test_{name}_mse"] = float(g[f"{name}_mse"])
+        out[f"test_{name}_ccc"] = float(g[f"{name}_ccc"])
     return out

@@ -1,175 +1,755 @@
-"""RL algorithms compared on ``LiRISMemory-v0``: same data, same encoder, same env steps, same seeds.
+"""Every method at one env-step budget on a synthetic preset or a real dataset: the RMN recipes, the stock SB3
+algorithms, the supervised baselines, and (synthetic) the oracle and memory-less references.
 
-    python -m benchmarks.algorithms [--quick] [--timesteps N] [--seeds 0 1] [--algos rmn td3 ...] [--out DIR]
+    python -m benchmarks.algorithms [--preset short|default|long|marathon] [--quick] [--timesteps N]
+        [--seeds 0 1 2] [--methods rmn rmn-rl td3 lstm ...] [--encoder lstm|pooling|PATH] [--out DIR]
+        [--storage URL [--study-name NAME]] [--report-only] [--rerun]     (--algos: another name for --methods)
+    python -m benchmarks.algorithms --dataset PATH [--dataset-options KEY=VALUE ...] [the options above but --preset]
 
-Every (algorithm, seed) run goes through :func:`agents.runs.train` with the same
-:class:`~agents.config.TrainConfig` data, memory size, encoder, step budget and seed, and each algorithm's own
-defaults for everything else (its section of ``agents/hyperparams/LiRISMemory-v0.yml``; the RMN's
-TrainConfig recipe). With ``--encoder lstm`` the segment encoder is pretrained once per seed and shared by all
-algorithms. Writes ``<out>/algorithms_runs.csv`` (one row per run), ``<out>/algorithms.csv`` and
-``<out>/algorithms.md`` (mean ± std over seeds), and the run directories under ``<out>/algorithm_runs/``.
+Methods (:data:`METHODS`): ``rmn``, ``rmn-rl`` and ``rmn-paper`` (the RMN's ``default``, ``rl`` and ``paper``
+recipes, :func:`agents.config.recipe`), the stock SB3 / sb3-contrib algorithms (their sections of
+``agents/hyperparams/LiRISMemory-v0.yml``), and the supervised baselines of :mod:`benchmarks.quality` (trained by
+epochs with early stopping: their env steps are not comparable, the table gives their epochs and wall time). Every
+run goes through :func:`agents.runs.train` with the preset's data (its ``env`` id and its ``dataset_options``),
+the same memory size, segment encoder (an LSTM encoder is pretrained once per seed and shared by path), step
+budget, validation schedule and seed. The oracle and the memory-less optimum are reference rows (``gap_closed``
+1 and 0 by definition) with their test MSE and PCC on the preset's test movies.
 
-Wall time is the whole run (data, encoder, training, periodic validation, test evaluation); env steps/s is the
-step budget over the training wall time (including the periodic validation).
+With ``--dataset PATH`` (a real dataset directory, e.g. CEAP-360VR with ``--dataset-options manifest=ceap360vr``)
+every run reads that dataset with those reader options instead (no preset: the env id is the default and plays no
+part), there are no references and no ``gap_closed``: the tables give test MSE, PCC and CCC per target and their
+means, and the curves validation MSE (lower is better).
+
+Writes to ``--out``: ``algorithms_runs.csv`` (one row per run), ``algorithms.csv`` and ``algorithms.md`` (mean ±
+std over seeds, with the references), ``algorithms_curves.csv`` and ``algorithms_curves.png`` (validation
+``gap_closed``, on real data validation MSE, against env steps, :mod:`benchmarks.curves`), and the run directories
+``algorithm_runs/<method>/seed<k>``. A finished run (its ``benchmark.json``, written last) is not trained again
+unless ``--rerun``, so a killed benchmark resumes where it stopped.
+
+With ``--storage`` (``sqlite:///...``, ``journal:PATH``, ``postgresql://...``) the (method, seed) pairs are trials
+of one Optuna study: every worker enqueues the pairs that have no result and no trial waiting or running, then
+runs waiting trials until none is left, and stores each run's row and curve as user attributes of its trial; the
+tables come from every ``COMPLETE`` trial of the study. See :func:`run_worker`.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import math
 import shutil
+import sys
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional, Sequence
+from types import MappingProxyType
+from typing import Mapping, Optional, Sequence
 
+import numpy as np
+import optuna
 import pandas as pd
+from optuna.trial import TrialState
 
+from affect_env.files import atomic_write_text
+from affect_env.presets import DEFAULT_ENV_ID, PRESETS, preset_options
 from affect_env.progress import progress_bar
 from agents.cli import run_cli
-from agents.config import STOCK_ALGORITHMS, TrainConfig, recipe
+from agents.config import STOCK_ALGORITHMS, TrainConfig, parse_options, recipe
+from agents.inputs import load_split
+from agents.metrics import evaluate_predictions
 from agents.runs import train
 from agents.runs.shared import shared_encoder
-from agents.sb3_algorithms import algorithm_config, check_algorithm
-from benchmarks.common import benchmark_parser, mean_spread, parse_benchmark_args, report
+from agents.sb3_algorithms import algorithm_config
+from benchmarks.common import BASELINE_MODELS, BaselineSizes, benchmark_parser, mean_spread, parse_benchmark_args, \
+    report
+from benchmarks.curves import METRICS, curve_table, plot_curves
+from tuning.storage import display_url, fail_running_trials, file_lock, lock_file_for, make_storage, \
+    open_study, resolve_storage_url
 
-#: the RL algorithms compared here (the supervised baselines are benchmarked by :mod:`benchmarks.quality`)
-RL_ALGORITHMS = ("rmn", *STOCK_ALGORITHMS)
-RUN_COLUMNS = ["algo", "seed", "timesteps", "test_mse", "pcc", "gap_closed", "wall_s", "env_steps_per_s"]
+#: method -> the RMN recipe it trains
+RMN_RECIPES: Mapping[str, str] = MappingProxyType({"rmn": "default", "rmn-rl": "rl", "rmn-paper": "paper"})
+#: the methods trained by env steps: the RMN recipes and the stock SB3 / sb3-contrib algorithms
+RL_METHODS = (*RMN_RECIPES, *STOCK_ALGORITHMS)
+#: every method the benchmark trains, in table order (the supervised baselines after the RL methods)
+METHODS = (*RL_METHODS, *BASELINE_MODELS)
+#: the reference rows: the Bayes oracle (gap_closed 1) and the best memory-less prediction (gap_closed 0)
+REFERENCES = MappingProxyType({"oracle": 1.0, "no_memory": 0.0})
+#: ``--preset`` names -> env ids (the env ids themselves are accepted too)
+PRESET_NAMES: Mapping[str, str] = MappingProxyType(
+    {(env.split("-")[1].lower() if env.count("-") == 2 else "default"): env for env in PRESETS})
+#: default env-step budget per preset (about 200, 150, 100 and 50 train movies' worth of steps)
+PRESET_TIMESTEPS: Mapping[str, int] = MappingProxyType({
+    "LiRISMemory-Short-v0": 20_000, "LiRISMemory-v0": 60_000, "LiRISMemory-Long-v0": 200_000,
+    "LiRISMemory-Marathon-v0": 500_000})
+#: the first columns of ``algorithms_runs.csv`` on a synthetic preset (then the test PCC per target, then the mean
+#: CCC, the final validation MSE and the test MSE and CCC per target)
+RUN_COLUMNS = ["method", "kind", "algo", "recipe", "seed", "timesteps", "epochs", "test_mse", "pcc", "gap_closed",
+               "val_gap_closed", "wall_s", "env_steps_per_s"]
+#: the first columns of ``algorithms_runs.csv`` on a real dataset (then the test MSE, PCC and CCC per target)
+REAL_RUN_COLUMNS = ["method", "kind", "algo", "recipe", "seed", "timesteps", "epochs", "test_mse", "pcc", "ccc",
+                    "val_mse", "wall_s", "env_steps_per_s"]
+#: the ``dataset`` of the synthetic presets
+SYNTHETIC = "synthetic"
+#: the file a finished run writes last into its directory: its row, curve and settings digest
+RECORD_FILE = "benchmark.json"
 
 
 @dataclass
-class AlgorithmBenchmarkSettings:
-    """What every algorithm shares (defaults: the project's default task and budget).
+class AlgorithmBenchmarkSettings(BaselineSizes):
+    """What every method shares (defaults: the ``LiRISMemory-v0`` preset, its budget, three seeds).
 
-    :param overrides: TrainConfig fields imposed on every algorithm (e.g. a shorter ``learning_starts``)
+    :param methods: the methods to train (:data:`METHODS`)
+    :param preset: the synthetic preset's env id (:data:`affect_env.presets.PRESETS`); on a real dataset the
+        default, which plays no part
+    :param dataset: ``"synthetic"`` (the preset's movies) or a real dataset directory
+    :param timesteps: env steps of every RL method
+    :param eval_every: validation every this many env steps (the curves' points)
+    :param dataset_options: reader options on top of the preset's (e.g. fewer movies for ``--quick``); on a real
+        dataset, its reader options (e.g. ``{"manifest": "ceap360vr"}``)
+    :param encoder: ``"lstm"`` (pretrained once per seed, shared), ``"pooling"`` or an encoder file
+    :param overrides: :class:`~agents.config.TrainConfig` fields imposed on every method (e.g. ``learning_starts``)
+    :param epochs: the supervised baselines' most passes over the train split (10: on the short preset a million
+        segments, 50 times the RL methods' 20,000 env steps), with early stopping after ``patience``
     """
 
-    algos: tuple = RL_ALGORITHMS
-    seeds: tuple = (0, 1)
-    timesteps: int = 60_000
-    dataset: str = "synthetic"
+    methods: tuple = METHODS
+    seeds: tuple = (0, 1, 2)
+    preset: str = DEFAULT_ENV_ID
+    dataset: str = SYNTHETIC
+    timesteps: int = PRESET_TIMESTEPS[DEFAULT_ENV_ID]
+    eval_every: int = PRESET_TIMESTEPS[DEFAULT_ENV_ID] // 10
     dataset_options: dict = field(default_factory=dict)
     n_slots: int = 10
     memory_dim: int = 32
     encoder: str = "lstm"
-    eval_every: int = 10_000
     overrides: dict = field(default_factory=dict)
     device: str = "cpu"
+    epochs: int = 10
+    patience: int = 3
+
+    def identity(self) -> dict:
+        """The settings that make a run what it is (all but ``methods`` and ``seeds``), as plain JSON values: a
+        study's fixed attributes, and the digest a finished run records. ``dataset`` is left out when synthetic, so
+        synthetic benchmarks keep the identity (and the studies and finished runs) they had before it existed."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("methods", "seeds")}
+        if out["dataset"] == SYNTHETIC:
+            del out["dataset"]
+        return json.loads(json.dumps(out))
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether the runs read a synthetic preset (with references and ``gap_closed``)."""
+        return self.dataset == SYNTHETIC
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]
 
 
-def quick_settings() -> AlgorithmBenchmarkSettings:
-    """A few minutes on 2 CPU cores: short synthetic movies, a small memory, 2,048 steps, one seed.
+def preset_settings(preset: str = DEFAULT_ENV_ID) -> AlgorithmBenchmarkSettings:
+    """The full benchmark on ``preset`` (a name of :data:`PRESET_NAMES` or an env id): its default budget
+    (:data:`PRESET_TIMESTEPS`), ten validations per run."""
+    env = check_preset(preset)
+    steps = PRESET_TIMESTEPS[env]
+    return AlgorithmBenchmarkSettings(preset=env, timesteps=steps, eval_every=steps // 10)
+
+
+def quick_settings(preset: str = DEFAULT_ENV_ID) -> AlgorithmBenchmarkSettings:
+    """A few minutes on 2 CPU cores: the preset's movies, 8/4/4 of them, a small memory, a pooling encoder,
+    2,048 env steps, small baselines of 3 epochs, one seed.
 
     2,048 is a whole number of PPO (1,024) and RecurrentPPO (512) rollouts, so they take the same steps as the
     others (on-policy algorithms always finish their last rollout; the table reports the steps taken).
     """
-    return AlgorithmBenchmarkSettings(
-        seeds=(0,), timesteps=2_048, n_slots=4, memory_dim=8, encoder="pooling", eval_every=1_024,
-        dataset_options={"n_movies": [8, 4, 4], "length": 240, "dependency_distance": 150, "intro_span": 10},
-        overrides={"learning_starts": 500})
+    return replace(preset_settings(preset), seeds=(0,), timesteps=2_048, eval_every=512, n_slots=4, memory_dim=8,
+                   encoder="pooling", dataset_options={"n_movies": [8, 4, 4]}, overrides={"learning_starts": 500},
+                   epochs=3, window=32, hidden=32, patience=2)
 
 
-def check_rl_algorithm(algo: str) -> str:
-    """``algo``'s name (:func:`~agents.sb3_algorithms.check_algorithm`) if it is one of :data:`RL_ALGORITHMS`.
+def dataset_settings(dataset: str, options: Optional[Mapping] = None,
+                     quick: bool = False) -> AlgorithmBenchmarkSettings:
+    """The benchmark on a real ``dataset`` directory read with ``options`` (its reader options, none of a preset's):
+    :func:`quick_settings`'s sizes and budget with ``quick``, else :func:`preset_settings`'s (the default preset's
+    budget, 60,000 env steps)."""
+    s = quick_settings(DEFAULT_ENV_ID) if quick else preset_settings(DEFAULT_ENV_ID)
+    return replace(s, preset=DEFAULT_ENV_ID, dataset=check_dataset(dataset), dataset_options=dict(options or {}))
 
-    :raises ValueError: for a supervised baseline or an unknown name
+
+def check_dataset(dataset: str) -> str:
+    """``dataset`` as the runs will name it: ``"synthetic"`` or an existing directory.
+
+    :raises ValueError: naming ``--dataset`` and the path
     """
-    name = check_algorithm(algo)
-    if name not in RL_ALGORITHMS:
-        raise ValueError(f"--algos {algo}: a supervised baseline, benchmarked by benchmarks.quality; choose from "
-                         f"{' '.join(RL_ALGORITHMS)}")
+    name = str(dataset)
+    if name == SYNTHETIC:
+        return name
+    if not Path(name).is_dir():
+        raise ValueError(f"--dataset {name}: not a directory (give 'synthetic' or a dataset directory, e.g. "
+                         "../shared/data/ceap360vr)")
     return name
 
 
-def _base_config(s: AlgorithmBenchmarkSettings, seed: int, out: Path, encoder: str) -> TrainConfig:
-    return recipe("default").update({
-        "dataset": s.dataset, "dataset_options": dict(s.dataset_options), "n_slots": s.n_slots,
-        "memory_dim": s.memory_dim, "encoder": encoder, "timesteps": s.timesteps, "seed": seed,
-        "eval_every": s.eval_every, "checkpoint_every": 0, "device": s.device, "out": str(out)},
-        "benchmark settings").update(dict(s.overrides), "benchmark overrides")
+def dataset_label(s: AlgorithmBenchmarkSettings) -> str:
+    """The data's short name: the preset's env id, or the dataset directory's name."""
+    return s.preset if s.synthetic else Path(s.dataset).resolve().name
 
 
-def _shared_encoder(s: AlgorithmBenchmarkSettings, seed: int, out: Path, progress: bool) -> str:
-    """``"pooling"``/a given path as is; ``"lstm"``: pretrain once for this seed and return the saved path."""
+def check_preset(preset: str) -> str:
+    """The env id of ``preset``: a name of :data:`PRESET_NAMES` or one of the env ids.
+
+    :raises ValueError: naming ``--preset`` and the choices
+    """
+    name = str(preset).split(":", 1)[-1]
+    if name.lower() in PRESET_NAMES:
+        return PRESET_NAMES[name.lower()]
+    if name in PRESETS:
+        return name
+    raise ValueError(f"--preset {preset}: choose one of {', '.join(PRESET_NAMES)} (or an env id: "
+                     f"{', '.join(PRESETS)})")
+
+
+def check_method(method: str, flag: str = "--methods") -> str:
+    """``method``'s name in :data:`METHODS` (case and ``-``/``_`` are forgiven; ``ppo_lstm`` is recurrentppo).
+
+    :raises ValueError: naming ``flag``, the bad value and the choices
+    """
+    name = str(method).strip().lower()
+    name = {"ppo_lstm": "recurrentppo", "ppo-lstm": "recurrentppo"}.get(name, name)
+    for candidate in (name, name.replace("_", "-"), name.replace("-", "_")):
+        if candidate in METHODS:
+            return candidate
+    if name.replace("-", "_") in REFERENCES:
+        raise ValueError(f"{flag} {method}: a reference row, always in the table (nothing to train)")
+    raise ValueError(f"{flag} {method}: unknown method; choose from {' '.join(METHODS)}")
+
+
+def method_kind(method: str) -> str:
+    """``"rl"`` (trained by env steps), ``"supervised"`` (by epochs) or ``"reference"``."""
+    return "reference" if method in REFERENCES else "supervised" if method in BASELINE_MODELS else "rl"
+
+
+def data_options(s: AlgorithmBenchmarkSettings) -> dict:
+    """The reader options of every run: on a synthetic preset the preset's, then the settings'
+    ``dataset_options``; on a real dataset the settings' ``dataset_options`` alone."""
+    if not s.synthetic:
+        return dict(s.dataset_options)
+    return {**preset_options(s.preset), **s.dataset_options}
+
+
+def method_config(method: str, s: AlgorithmBenchmarkSettings, seed: int, out: Path,
+                  encoder: Optional[str] = None) -> TrainConfig:
+    """The config of one run: the method's own starting point with the benchmark's shared settings.
+
+    The RMN methods start from their recipe, the others from the default recipe; all get the preset (``env`` and
+    its ``dataset_options``, which also name it to the shared encoder's cache) or the real dataset and its reader
+    options (the ``env`` id then stays the default and plays no part), memory size, encoder, budget,
+    validation schedule, seed, device and ``out`` (no periodic checkpoints: an unfinished run is redone). Stock
+    algorithms then take their zoo section for everything else, the baselines :class:`BaselineSizes`; the
+    settings' ``overrides`` go on top of every method.
+
+    :param encoder: the encoder to use (default: the settings' ``encoder``)
+    """
+    method = check_method(method)
+    shared = {"env": s.preset, "dataset": s.dataset, "dataset_options": data_options(s), "n_slots": s.n_slots,
+              "memory_dim": s.memory_dim, "encoder": encoder or s.encoder, "timesteps": s.timesteps, "seed": seed,
+              "eval_every": s.eval_every, "checkpoint_every": 0, "device": s.device, "out": str(out)}
+    cfg = recipe(RMN_RECIPES.get(method, "default")).update(shared, "benchmark settings")
+    if method in STOCK_ALGORITHMS:
+        cfg = algorithm_config(method, cfg, keep={*shared, *s.overrides})
+    elif method in BASELINE_MODELS:
+        cfg = s.baseline_config(method, cfg)
+    return cfg.update(dict(s.overrides), "benchmark overrides")
+
+
+def seed_encoder(s: AlgorithmBenchmarkSettings, seed: int, out: Path) -> str:
+    """The encoder every method of ``seed`` reads: ``"pooling"``/a file as they are; ``"lstm"``: pretrained once
+    (per data, encoder settings and seed) into ``out/encoders/`` under a file lock, and given by path."""
     if s.encoder != "lstm":
         return s.encoder
-    cfg = _base_config(s, seed, out / "encoders", "lstm")
-    return shared_encoder(cfg, out / "encoders", progress).encoding.encoder
+    cache = Path(out) / "encoders"
+    with file_lock(cache / f"seed{seed}.lock"):
+        return shared_encoder(method_config("rmn", s, seed, cache), cache).encoding.encoder
 
 
-def run_benchmark(s: AlgorithmBenchmarkSettings, out: Path, progress: bool = True) -> pd.DataFrame:
-    """Train and evaluate every (algorithm, seed); one row per run (see :data:`RUN_COLUMNS`, plus PCC per target).
+def run_dir(out: Path, method: str, seed: int) -> Path:
+    return Path(out) / "algorithm_runs" / method / f"seed{seed}"
 
-    :param out: benchmark folder; each run goes to ``out/algorithm_runs/<algo>/seed<k>`` (replaced if present)
-    """
-    algos = [check_rl_algorithm(a) for a in s.algos]
-    out = Path(out)
-    encoders = {seed: _shared_encoder(s, seed, out, progress) for seed in s.seeds}
-    pairs = [(a, seed) for a in algos for seed in s.seeds]
-    rows = []
+
+def read_curve(path: Path) -> list:
+    """The validation curve of a run's ``eval_log.csv``: ``[{"timesteps", "gap_closed", "mse"[, "epoch"]}, ...]``
+    (``gap_closed`` on synthetic data only)."""
+    if not Path(path).exists():
+        return []
+    log = pd.read_csv(path)
+    cols = [c for c in ("timesteps", "epoch", "gap_closed", "mse") if c in log.columns]
+    return [{k: (None if pd.isna(v) else float(v)) for k, v in row.items()} for row in log[cols].to_dict("records")]
+
+
+def run_row(method: str, seed: int, summary: dict, wall_s: float) -> dict:
+    """The runs-table row of one finished run: :data:`RUN_COLUMNS`, then the test PCC per target, then ``ccc``
+    (the mean test CCC), ``val_mse`` and the test MSE and CCC per target where the summary has them (runs made
+    before summaries had them lack these)."""
+    kind = method_kind(method)
+    targets = [k[len("test_"):-len("_pcc")] for k in summary if k.startswith("test_") and k.endswith("_pcc")]
+    # the RMN's summary "timesteps" are those of the model it kept (selected on validation, possibly an earlier
+    # one), "trained_timesteps" the steps it took; on-policy algorithms finish their last rollout
+    steps = max(summary["timesteps"], summary.get("trained_timesteps", 0)) if kind == "rl" else None
+    row = {"method": method, "kind": kind, "algo": summary["algo"],
+           "recipe": summary.get("recipe", "") if method in RMN_RECIPES else "", "seed": int(seed),
+           "timesteps": steps, "epochs": summary.get("epochs") if kind == "supervised" else None,
+           "test_mse": summary["test_mse"],
+           "pcc": float(np.mean([summary[f"test_{t}_pcc"] for t in targets])) if targets else None,
+           "gap_closed": summary.get("test_gap_closed"), "val_gap_closed": summary.get("val_gap_closed"),
+           "wall_s": round(wall_s, 1),
+           "env_steps_per_s": round(steps / max(summary["train_wall_s"], 1e-9), 1) if steps else None}
+    row.update({f"{t}_pcc": summary[f"test_{t}_pcc"] for t in targets})
+    cccs = [summary.get(f"test_{t}_ccc") for t in targets]
+    row["ccc"] = float(np.mean(cccs)) if targets and None not in cccs else None
+    row["val_mse"] = summary.get("val_mse")
+    for t in targets:
+        row.update({f"{t}_mse": summary.get(f"test_{t}_mse"), f"{t}_ccc": summary.get(f"test_{t}_ccc")})
+    return row
+
+
+def run_method(method: str, seed: int, s: AlgorithmBenchmarkSettings, out: Path) -> dict:
+    """Train and test ``method`` with ``seed`` into :func:`run_dir` (replaced if present) and return its record,
+    ``{"settings": digest, "row": run_row, "curve": read_curve}``, also written last as the run's
+    :data:`RECORD_FILE`. Wall time is the run's (data, writer pretraining, training, validations, test), not the
+    shared encoder's."""
+    path = run_dir(out, method, seed)
+    shutil.rmtree(path, ignore_errors=True)
+    cfg = method_config(method, s, seed, path, seed_encoder(s, seed, out))
+    start = time.time()
+    summary = train(cfg, progress=False)
+    record = {"settings": s.digest(), "row": run_row(method, seed, summary, time.time() - start),
+              "curve": read_curve(path / "eval_log.csv")}
+    atomic_write_text(path / RECORD_FILE, json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def load_record(out: Path, method: str, seed: int, s: AlgorithmBenchmarkSettings) -> Optional[dict]:
+    """The record of a finished run of ``method`` and ``seed`` made with these settings, else ``None``."""
+    path = run_dir(out, method, seed) / RECORD_FILE
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return record if record.get("settings") == s.digest() else None
+
+
+def benchmark_pairs(s: AlgorithmBenchmarkSettings) -> list:
+    """The (method, seed) pairs of ``s`` to run, seed-major: every method of the first seed before the next seed, so
+    that a benchmark stopped part-way has whole seeds to compare."""
+    return [(check_method(m), int(seed)) for seed in s.seeds for m in s.methods]
+
+
+def run_local(s: AlgorithmBenchmarkSettings, out: Path, rerun: bool = False, progress: bool = True) -> list:
+    """Every (method, seed) of the settings in this process; a run finished with the same settings (its
+    :data:`RECORD_FILE`) is read back instead of trained again, unless ``rerun``. Returns the records."""
+    pairs = benchmark_pairs(s)
+    records = []
     bar = progress_bar(pairs, desc="algorithms", disable=not progress)
-    for algo, seed in bar:
-        bar.set_postfix(algo=algo, seed=seed)
-        run_dir = out / "algorithm_runs" / algo / f"seed{seed}"
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        base = _base_config(s, seed, run_dir, encoders[seed])
-        keep = {"timesteps", "seed", "out", "encoder", "device", "eval_every", "checkpoint_every", *s.overrides}
-        cfg = algorithm_config(algo, base, keep)
-        t0 = time.time()
-        summary = train(cfg, progress=False)
-        wall = time.time() - t0
-        targets = [k[len("test_"):-len("_pcc")] for k in summary if k.startswith("test_") and k.endswith("_pcc")]
-        # env steps taken: the RMN's summary "timesteps" are those of the model it selected on validation (possibly
-        # an earlier one), its "trained_timesteps" the steps it took; on-policy algorithms finish their last rollout
-        steps = max(summary["timesteps"], summary.get("trained_timesteps", 0))
-        row = {"algo": algo, "seed": seed, "timesteps": steps, "test_mse": summary["test_mse"],
-               "pcc": sum(summary[f"test_{t}_pcc"] for t in targets) / max(len(targets), 1),
-               "gap_closed": summary.get("test_gap_closed", float("nan")), "wall_s": round(wall, 1),
-               "env_steps_per_s": round(steps / max(summary["train_wall_s"], 1e-9), 1)}
-        row.update({f"{t}_pcc": summary[f"test_{t}_pcc"] for t in targets})
-        rows.append(row)
-        bar.set_postfix(algo=algo, seed=seed, test_mse=f"{row['test_mse']:.4f}")
-    return pd.DataFrame(rows)
+    for method, seed in bar:
+        bar.set_postfix_str(f"{method} seed {seed}")
+        record = None if rerun else load_record(out, method, seed, s)
+        records.append(record or run_method(method, seed, s, out))
+    return records
 
 
-def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std over seeds per algorithm: test MSE, PCC per target, gap_closed, wall time, env steps/s."""
-    pcc_cols = [c for c in runs.columns if c.endswith("_pcc")]
+# ---- a seed sweep shared through an Optuna storage --------------------------------------------------------------
+class FailedElsewhere(RuntimeError):
+    """The trial was marked finished by another worker (a stale heartbeat, ``--fail-running``) while it ran."""
+
+
+def open_benchmark_study(s: AlgorithmBenchmarkSettings, storage: str, study_name: str, out: Path,
+                         heartbeat_interval: Optional[int] = 60, grace_period: Optional[int] = None) -> optuna.Study:
+    """The benchmark's study in ``storage`` (created, or loaded when it exists): its settings
+    (:meth:`~AlgorithmBenchmarkSettings.identity`) are the study's user attributes, and a worker with other
+    settings is refused (an error naming the field)."""
+    url = resolve_storage_url(storage, out)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return open_study(study_name, url, out, direction="minimize", heartbeat_interval=heartbeat_interval,
+                      grace_period=grace_period,
+                      user_attrs={"benchmark": "benchmarks.algorithms", "settings": s.identity()})
+
+
+def load_benchmark_study(url: str, study_name: str) -> optuna.Study:
+    """The existing benchmark study ``study_name`` in ``url`` (to report on it; nothing is created).
+
+    :raises ValueError: naming the study, the storage and the benchmark studies it holds
+    """
+    storage = make_storage(url, heartbeat_interval=None)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = [x.study_name for x in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        raise ValueError(f"--study-name {study_name}: no such study in {display_url(url)} (studies there: "
+                         f"{', '.join(names) or 'none'})") from None
+    if "settings" not in study.user_attrs:
+        raise ValueError(f"study {study_name!r} in {display_url(url)} is not a benchmarks.algorithms study")
+    return study
+
+
+def _pair(trial) -> tuple:
+    attrs = trial.user_attrs
+    return attrs.get("method"), attrs.get("seed")
+
+
+def enqueue_missing(study: optuna.Study, pairs: Sequence[tuple], rerun: bool = False) -> list:
+    """Enqueue a trial for each pair that needs one; return the pairs enqueued.
+
+    A pair needs one when it has no ``COMPLETE`` trial (or ``rerun``) and no trial waiting or running for that
+    result. Each enqueued trial records ``requested``, the number of the pair's latest complete trial then (-1:
+    none), which :func:`is_duplicate` uses. Failed trials (a killed worker's, once its heartbeat is stale) leave
+    their pair without a live trial, so the pair is enqueued again. Call it under the storage's file lock.
+    """
+    trials = study.get_trials(deepcopy=False)
+    added = []
+    for method, seed in pairs:
+        mine = [t for t in trials if _pair(t) == (method, seed)]
+        latest = max((t.number for t in mine if t.state == TrialState.COMPLETE), default=-1)
+        live = [t for t in mine if t.state in (TrialState.WAITING, TrialState.RUNNING)
+                and t.user_attrs.get("requested") == latest]
+        if live or (latest >= 0 and not rerun):
+            continue
+        study.enqueue_trial({}, user_attrs={"method": method, "seed": int(seed), "requested": latest})
+        added.append((method, seed))
+    return added
+
+
+def is_duplicate(study: optuna.Study, trial) -> Optional[int]:
+    """The number of an earlier trial that asks for the same result as ``trial`` (same pair and ``requested``,
+    not failed or pruned), else ``None``. Workers on several machines may enqueue one pair at the same moment;
+    the trial with the lowest number runs and the others are pruned as duplicates."""
+    key = (*_pair(trial), trial.user_attrs.get("requested"))
+    for other in study.get_trials(deepcopy=False):
+        if other.number < trial.number and (*_pair(other), other.user_attrs.get("requested")) == key \
+                and other.state not in (TrialState.FAIL, TrialState.PRUNED):
+            return other.number
+    return None
+
+
+def pop_under_lock(study: optuna.Study, lock: Path) -> None:
+    """Make ``study.ask`` (which pops a waiting trial) hold the file lock ``lock``.
+
+    Optuna marks a popped trial ``RUNNING`` only if it is still ``WAITING``, checked under a row lock. SQLite has
+    no row locks, so two processes can read the same waiting trial and both run it; the file lock serialises the
+    pops of the workers of one machine. On PostgreSQL the row lock does the same between machines.
+    """
+    ask = study.ask
+
+    def locked_ask(*args, **kwargs):
+        with file_lock(lock):
+            return ask(*args, **kwargs)
+
+    study.ask = locked_ask
+
+
+def run_worker(study: optuna.Study, s: AlgorithmBenchmarkSettings, out: Path, url: str, rerun: bool = False,
+               progress: bool = True) -> int:
+    """Run the study's (method, seed) trials in this process until none is waiting; return how many it ran.
+
+    First the settings' pairs that need a run are enqueued (:func:`enqueue_missing`, under the storage's file
+    lock, with ``rerun`` once); then each waiting trial is popped (atomically: one worker gets it), trained
+    (:func:`run_method`) under a heartbeat and stored: its row and curve as user attributes, the test MSE as its
+    value. Before each pop, trials whose heartbeat is older than the grace period are marked ``FAIL`` and their
+    pairs enqueued again; pairs still running in other workers are left to them.
+    """
+    pairs = benchmark_pairs(s)
+    lock = lock_file_for(url, out)
+    pop_under_lock(study, lock)
+    ran: list = []
+    first = True
+    while True:
+        with file_lock(lock), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+            enqueue_missing(study, pairs, rerun=rerun and first)
+        first = False
+        if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return len(ran)
+        failed_elsewhere: list = []
+
+        def objective(trial: optuna.Trial) -> float:
+            method, seed = _pair(trial)
+            if method is None:  # another worker took the last waiting trial: ask() made a fresh one
+                raise optuna.TrialPruned("no (method, seed) pair was waiting")
+            earlier = is_duplicate(study, trial)
+            if earlier is not None:
+                trial.set_user_attr("duplicate_of", earlier)
+                raise optuna.TrialPruned(f"{method} seed {seed}: a duplicate of trial {earlier}")
+            if progress:
+                print(f"trial {trial.number}: {method} seed {seed}", file=sys.stderr, flush=True)
+            record = run_method(method, seed, s, out)
+            if study._storage.get_trial(trial._trial_id).state.is_finished():
+                failed_elsewhere.append(trial.number)
+                raise FailedElsewhere(f"trial {trial.number} ({method} seed {seed}) was marked finished by another "
+                                      "worker while this one ran it (no heartbeat for longer than the grace period, "
+                                      "or --fail-running); its result is discarded and the pair is run again")
+            trial.set_user_attr("row", record["row"])
+            trial.set_user_attr("curve", record["curve"])
+            trial.set_user_attr("run_dir", str(run_dir(out, method, seed)))
+            ran.append(trial.number)
+            value = float(record["row"]["test_mse"])
+            return value if math.isfinite(value) else float("inf")
+
+        try:
+            study.optimize(objective, n_trials=1, catch=(), gc_after_trial=True)
+        except (FailedElsewhere, ValueError, optuna.exceptions.UpdateFinishedTrialError) as err:
+            if not failed_elsewhere:
+                raise
+            print(f"warning: {err}", file=sys.stderr)
+
+
+def study_records(study: optuna.Study) -> tuple:
+    """``(records, pending)``: the record of each (method, seed) pair's latest ``COMPLETE`` trial, and the pairs
+    still waiting or running without a result."""
+    latest: dict = {}
+    pending = set()
+    for t in study.get_trials(deepcopy=False):
+        pair = _pair(t)
+        if pair[0] is None:
+            continue
+        if t.state == TrialState.COMPLETE and "row" in t.user_attrs:
+            if pair not in latest or t.number > latest[pair].number:
+                latest[pair] = t
+        elif t.state in (TrialState.WAITING, TrialState.RUNNING):
+            pending.add(pair)
+    records = [{"row": t.user_attrs["row"], "curve": t.user_attrs.get("curve", [])} for t in latest.values()]
+    return records, sorted(pending - set(latest))
+
+
+# ---- the report ---------------------------------------------------------------------------------------------
+def reference_rows(s: AlgorithmBenchmarkSettings) -> pd.DataFrame:
+    """The oracle's and the memory-less optimum's rows on the preset's test movies: test MSE, PCC and CCC per
+    target and ``gap_closed`` 1 and 0 (validation too, by definition). A real dataset has none: an empty table."""
+    if not s.synthetic:
+        return pd.DataFrame()
+    cfg = method_config("rmn", s, 0, Path("unused"))
+    test = load_split(cfg, "test")
     rows = []
-    for algo, group in runs.groupby("algo", sort=False):
-        row = {"algo": algo, "seeds": len(group), "env steps": int(group["timesteps"].max()),
-               "test MSE": mean_spread(group["test_mse"], 4)}
-        row.update({f"{c[:-4]} PCC": mean_spread(group[c], 3) for c in pcc_cols})
-        row.update({"gap_closed": mean_spread(group["gap_closed"], 3), "wall time (s)": mean_spread(group["wall_s"], 0),
-                    "env steps/s": mean_spread(group["env_steps_per_s"], 0)})
+    for method, share in REFERENCES.items():
+        g = evaluate_predictions([getattr(m, method) for m in test], test).iloc[0]
+        pccs = {f"{t}_pcc": float(g[f"{t}_pcc"]) for t in test.target_names}
+        cccs = {f"{t}_ccc": float(g[f"{t}_ccc"]) for t in test.target_names}
+        rows.append({"method": method, "kind": "reference", "test_mse": float(g["mse"]),
+                     "pcc": float(np.mean(list(pccs.values()))), "gap_closed": share, "val_gap_closed": share,
+                     **pccs, **cccs})
+    return pd.DataFrame(rows)
+
+
+def runs_table(records: Sequence[dict], synthetic: bool = True) -> pd.DataFrame:
+    """One row per run, methods in :data:`METHODS` order, then seeds. Synthetic: :data:`RUN_COLUMNS`, then the
+    other columns in the order the rows give them (PCC per target, then CCC, validation MSE, MSE and CCC per
+    target); real data: :data:`REAL_RUN_COLUMNS`, then MSE, PCC and CCC per target (no ``gap_closed``)."""
+    first = RUN_COLUMNS if synthetic else REAL_RUN_COLUMNS
+    runs = pd.DataFrame([r["row"] for r in records])
+    if runs.empty:
+        return pd.DataFrame(columns=first)
+    order = {m: i for i, m in enumerate(METHODS)}
+    runs = runs.assign(_o=runs["method"].map(order)).sort_values(["_o", "seed"], kind="stable").drop(columns="_o")
+    runs = runs.astype({"seed": "Int64", "timesteps": "Int64", "epochs": "Int64"})  # whole numbers, empty where none
+    if synthetic:
+        rest = [c for c in runs.columns if c not in first]
+    else:
+        runs = runs.drop(columns=[c for c in ("gap_closed", "val_gap_closed") if c in runs.columns])
+        for c in first:
+            if c not in runs.columns:
+                runs[c] = None
+        targets = [c[:-len("_pcc")] for c in runs.columns if c.endswith("_pcc")]
+        rest = [f"{t}_{m}" for t in targets for m in ("mse", "pcc", "ccc") if f"{t}_{m}" in runs.columns]
+        rest += [c for c in runs.columns if c not in first and c not in rest]
+    return runs[first + rest].reset_index(drop=True)
+
+
+def _complete(g: pd.DataFrame, column: str, digits: int) -> str:
+    """``mean ± std`` of ``column`` over the seeds of ``g``, or ``"—"`` unless every seed has it (runs made before
+    summaries had CCC lack it: a mean over some seeds only would not compare with the other columns)."""
+    if column not in g.columns:
+        return "—"
+    values = pd.to_numeric(g[column], errors="coerce").astype(float)
+    return mean_spread(values, digits) if values.notna().all() else "—"
+
+
+def summarize(runs: pd.DataFrame, references: Optional[pd.DataFrame] = None, synthetic: bool = True) -> pd.DataFrame:
+    """Mean ± std over seeds per method: env steps (RL) or epochs (supervised), then synthetic: test
+    ``gap_closed``, final validation ``gap_closed``, test MSE, PCC and CCC per target; real data: test MSE, PCC
+    and CCC (means over the targets), MSE, PCC and CCC per target, final validation MSE; then wall time and env
+    steps/s; the references last (synthetic)."""
+    pcc_cols = [c for c in runs.columns if c.endswith("_pcc")]
+    targets = [c[:-len("_pcc")] for c in pcc_cols]
+    rows = []
+    for method, g in runs.groupby("method", sort=False):
+        rl = g["kind"].iloc[0] == "rl"
+        row = {"method": method, "kind": g["kind"].iloc[0], "seeds": len(g),
+               "env steps": str(int(g["timesteps"].max())) if rl else "—",
+               "epochs": "—" if rl else mean_spread(g["epochs"].astype(float), 1)}
+        if synthetic:
+            row.update({"gap_closed": mean_spread(g["gap_closed"].astype(float), 3),
+                        "val gap_closed": mean_spread(g["val_gap_closed"].astype(float), 3),
+                        "test MSE": mean_spread(g["test_mse"], 4)})
+            row.update({f"{t} PCC": mean_spread(g[f"{t}_pcc"].astype(float), 3) for t in targets})
+            row.update({f"{t} CCC": _complete(g, f"{t}_ccc", 3) for t in targets})
+        else:
+            row.update({"test MSE": mean_spread(g["test_mse"], 4), "PCC": _complete(g, "pcc", 3),
+                        "CCC": _complete(g, "ccc", 3)})
+            for t in targets:
+                row.update({f"{t} MSE": _complete(g, f"{t}_mse", 4), f"{t} PCC": _complete(g, f"{t}_pcc", 3),
+                            f"{t} CCC": _complete(g, f"{t}_ccc", 3)})
+            row["val MSE"] = _complete(g, "val_mse", 4)
+        row.update({"wall time (s)": mean_spread(g["wall_s"], 0),
+                    "env steps/s": mean_spread(g["env_steps_per_s"].astype(float), 0) if rl else "—"})
+        rows.append(row)
+    for _, ref in (references if references is not None else pd.DataFrame()).iterrows():
+        row = {"method": ref["method"], "kind": "reference", "seeds": "—", "env steps": "—", "epochs": "—",
+               "gap_closed": f"{ref['gap_closed']:.3f}", "val gap_closed": f"{ref['val_gap_closed']:.3f}",
+               "test MSE": f"{ref['test_mse']:.4f}"}
+        row.update({f"{t} PCC": f"{ref[f'{t}_pcc']:.3f}" if f"{t}_pcc" in ref else "—" for t in targets})
+        row.update({f"{t} CCC": f"{ref[f'{t}_ccc']:.3f}" if f"{t}_ccc" in ref else "—" for t in targets})
+        row.update({"wall time (s)": "—", "env steps/s": "—"})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def describe(s: AlgorithmBenchmarkSettings) -> str:
+    """The header's details: data, budget, seeds, sizes."""
+    opts = data_options(s)
+    budget = (f"RL methods {s.timesteps} env steps, validation every {s.eval_every}; supervised baselines <= "
+              f"{s.epochs} epochs (window {s.window}, hidden {s.hidden}); N={s.n_slots}, d={s.memory_dim}, "
+              f"{s.encoder} encoder; mean ± std over seeds")
+    if not s.synthetic:
+        given = " ".join(f"{k}={json.dumps(v)}" for k, v in opts.items())
+        return (f"{dataset_label(s)} ({s.dataset}{', ' + given if given else ''}); {budget}; MSE, PCC and CCC on the "
+                f"test split (PCC, CCC: means over the targets), val MSE on the validation split")
+    n = opts.get("n_movies", ("?",) * 3)
+    return (f"{s.preset}: {n[0]}/{n[1]}/{n[2]} train/val/test movies of {opts.get('length')} segments, dependency "
+            f"distance {opts.get('dependency_distance')}; {budget}; gap_closed and MSE on the test split, val "
+            f"gap_closed on the validation split")
+
+
+def write_report(records: Sequence[dict], s: AlgorithmBenchmarkSettings, args, note: str = "") -> pd.DataFrame:
+    """Write the tables (``report``: ``algorithms_runs.csv``, ``algorithms.csv``, ``algorithms.md``) and the
+    curves (``algorithms_curves.csv``, ``algorithms_curves.png``: validation ``gap_closed``, on real data
+    validation MSE) of ``records`` into ``args.out``; return the summary table."""
+    out = Path(args.out)
+    runs = runs_table(records, s.synthetic)
+    references = reference_rows(s) if s.synthetic else None
+    table = summarize(runs, references, s.synthetic)
+    title = ("Methods on a synthetic preset at one env-step budget" if s.synthetic
+             else f"Methods on the {dataset_label(s)} data at one env-step budget")
+    report(table, args, "algorithms", title, describe(s) + (f"; {note}" if note else ""), runs=runs)
+    metric = "gap_closed" if s.synthetic else "mse"
+    curves = curve_table(sorted(records, key=lambda r: METHODS.index(r["row"]["method"])), references, metric)
+    atomic_write_text(out / "algorithms_curves.csv", curves.to_csv(index=False))
+    plot_curves(curves, out / "algorithms_curves.png",
+                f"{dataset_label(s)}: {METRICS[metric]['label']}, mean over seeds (band: min–max); dashed: "
+                "supervised baselines", metric)
+    return table
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = benchmark_parser("algorithms", __doc__, "a few minutes on 2 cores (small task, 2,048 steps)",
-                              out_help="where to write tables and runs")
-    parser.add_argument("--timesteps", type=int, default=None, help="env steps per run (default 60,000; quick 2,048)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1; quick 0)")
-    parser.add_argument("--algos", nargs="+", default=None, metavar="ALGO",
-                        help=f"algorithms (default all: {' '.join(RL_ALGORITHMS)})")
+    parser = benchmark_parser("algorithms", __doc__, "a few minutes on 2 cores (8/4/4 movies, 2,048 steps, 1 seed)",
+                              out_help="where to write tables, figure and runs")
+    parser.add_argument("--preset", default=None,
+                        help=f"synthetic preset: {', '.join(PRESET_NAMES)} or an env id (default: default; not with "
+                        "a real --dataset)")
+    parser.add_argument("--dataset", default=SYNTHETIC, metavar="PATH",
+                        help="synthetic (default: the --preset's movies) or a dataset directory read by every method, "
+                        "e.g. ../shared/data/ceap360vr (no preset, no references, no gap_closed: test MSE, PCC and "
+                        "CCC, validation MSE curves)")
+    parser.add_argument("--dataset-options", nargs="+", default=None, metavar="KEY=VALUE",
+                        help="reader options, JSON values, e.g. manifest=ceap360vr (synthetic: on top of the "
+                        "preset's)")
+    parser.add_argument("--methods", "--algos", dest="methods", nargs="+", default=None, metavar="METHOD",
+                        help=f"methods (default all: {' '.join(METHODS)})")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; quick 0)")
+    parser.add_argument("--timesteps", type=int, default=None,
+                        help="env steps per RL run (default per preset: " + ", ".join(
+                            f"{n} {PRESET_TIMESTEPS[e]:,}" for n, e in PRESET_NAMES.items()) + "; quick 2,048)")
+    parser.add_argument("--eval-every", type=int, default=None, help="validate every N env steps (default: a tenth "
+                        "of --timesteps)")
     parser.add_argument("--encoder", default=None, help="lstm (default; pretrained once per seed), pooling or a path")
+    parser.add_argument("--rerun", action="store_true", help="train finished runs again")
+    parser.add_argument("--report-only", action="store_true", help="train nothing: tables and figure from the "
+                        "finished runs (local run directories, or every COMPLETE trial of --storage)")
+    parser.add_argument("--storage", default=None, metavar="URL", help="share the (method, seed) runs between "
+                        "workers: sqlite:///FILE, journal:PATH or postgresql://user@host/db")
+    parser.add_argument("--study-name", default=None, help="the study in --storage (default algorithms-<env id>, "
+                        "with --dataset algorithms-<its folder's name>; -quick added with --quick)")
+    parser.add_argument("--heartbeat-interval", type=int, default=60, help="seconds between a running trial's "
+                        "heartbeats (database storages; 0: none)")
+    parser.add_argument("--grace-period", type=int, default=None, help="seconds without heartbeat before a running "
+                        "trial is failed and its pair run again (default 2 x --heartbeat-interval)")
+    parser.add_argument("--fail-running", action="store_true", help="first mark every RUNNING trial FAIL (journal "
+                        "storage after a crash: only when no worker is alive)")
     args = parse_benchmark_args(parser, argv)
-    s = quick_settings() if args.quick else AlgorithmBenchmarkSettings()
-    if args.algos:
-        s = replace(s, algos=tuple(check_rl_algorithm(a) for a in args.algos))
+
+    if str(args.dataset) != SYNTHETIC and args.preset is not None:
+        raise ValueError(f"--preset {args.preset} with --dataset {args.dataset}: a preset is synthetic data; give "
+                         "--preset (with --dataset synthetic, the default) or a real --dataset, not both")
+    dataset = check_dataset(args.dataset)
+    options = parse_options(args.dataset_options or [], "--dataset-options")
+    if dataset == SYNTHETIC:
+        preset = "default" if args.preset is None else args.preset
+        s = quick_settings(preset) if args.quick else preset_settings(preset)
+        if options:
+            s = replace(s, dataset_options={**s.dataset_options, **options})
+    else:
+        s = dataset_settings(dataset, options, quick=args.quick)
+    if args.methods:
+        s = replace(s, methods=tuple(dict.fromkeys(check_method(m) for m in args.methods)))
     if args.seeds:
-        s = replace(s, seeds=tuple(args.seeds))
+        if min(args.seeds) < 0:
+            raise ValueError(f"--seeds {' '.join(map(str, args.seeds))}: seeds are whole numbers >= 0")
+        s = replace(s, seeds=tuple(dict.fromkeys(args.seeds)))
     if args.timesteps is not None:
         if args.timesteps <= 0:
             raise ValueError(f"--timesteps {args.timesteps}: must be positive")
-        s = replace(s, timesteps=args.timesteps, eval_every=max(1, min(s.eval_every, args.timesteps)))
+        s = replace(s, timesteps=args.timesteps, eval_every=max(1, args.timesteps // 10))
+    if args.eval_every is not None:
+        if args.eval_every <= 0:
+            raise ValueError(f"--eval-every {args.eval_every}: must be positive")
+        s = replace(s, eval_every=args.eval_every)
     if args.encoder:
         s = replace(s, encoder=args.encoder)
-    runs = run_benchmark(s, args.out, progress=not args.no_progress)
-    return report(summarize(runs), args, "algorithms", "RL algorithms on LiRISMemory-v0",
-                  f"{s.timesteps} env steps, seeds {list(s.seeds)}, N={s.n_slots}, d={s.memory_dim}, {s.encoder} "
-                  f"encoder, dataset {s.dataset} {s.dataset_options or ''}", runs=runs)
+    if args.report_only and args.rerun:
+        raise ValueError("--report-only with --rerun: --report-only trains nothing")
+    if args.storage is None:
+        for flag, given in (("--study-name", args.study_name), ("--fail-running", args.fail_running)):
+            if given:
+                raise ValueError(f"{flag}: give --storage too (the study's database)")
+        records = []
+        if args.report_only:
+            records = [r for m in s.methods for seed in s.seeds if (r := load_record(args.out, m, seed, s))]
+            if not records:
+                raise ValueError(f"--report-only: no finished runs with these settings in {args.out}/algorithm_runs")
+        else:
+            records = run_local(s, args.out, rerun=args.rerun, progress=not args.no_progress)
+        write_report(records, s, args)
+        return 0
 
+    url = resolve_storage_url(args.storage, args.out)
+    name = args.study_name or f"algorithms-{dataset_label(s)}{'-quick' if args.quick else ''}"
+    if args.report_only:
+        study = load_benchmark_study(url, name)
+        s = replace(AlgorithmBenchmarkSettings(**study.user_attrs["settings"]), methods=s.methods, seeds=s.seeds)
+    else:
+        study = open_benchmark_study(s, url, name, args.out, args.heartbeat_interval or None, args.grace_period)
+    if args.fail_running:
+        failed = fail_running_trials(study)
+        if failed:
+            print(f"marked running trial(s) {failed} as FAIL", file=sys.stderr)
+    if not args.report_only:
+        ran = run_worker(study, s, args.out, url, rerun=args.rerun, progress=not args.no_progress)
+        print(f"this worker ran {ran} run(s) of study {name!r} in {display_url(url)}", file=sys.stderr)
+    records, pending = study_records(study)
+    if not records:
+        raise ValueError(f"study {name!r} in {display_url(url)} has no finished run yet")
+    note = f"{len(pending)} run(s) still waiting or running" if pending else ""
+    write_report(records, s, args, note)
+    return 0
 
 if __name__ == "__main__":
     raise SystemExit(run_cli(main))

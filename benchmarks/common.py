@@ -16,6 +16,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from agents.config import TrainConfig
+
+#: the supervised baselines a benchmark trains, by name (``memory_bptt``: ``memory_tbptt`` by full BPTT)
+BASELINE_MODELS = ("segment", "lstm", "memory_tbptt", "memory_bptt", "transformer")
+
 
 def machine_description() -> str:
     """``"<N> CPU cores, no GPU (torch <v>, <k> threads)"`` or the CUDA device's name."""
@@ -51,6 +56,39 @@ class NetworkSizes:
         ``predictor_hidden``, for the paper recipe's single-FC read-out)."""
         out = {"n_slots": self.n_slots, "memory_dim": self.memory_dim, "net_arch": tuple(self.net_arch)}
         return {**out, "predictor_hidden": tuple(self.predictor_hidden)} if read_out else out
+
+
+@dataclass
+class BaselineSizes:
+    """How a benchmark trains the supervised baselines (:data:`BASELINE_MODELS`); each benchmark's settings
+    extend it.
+
+    :param epochs: most epochs (early stopping on the validation MSE after ``patience`` epochs without progress)
+    :param window: TBPTT window of ``lstm`` and ``memory_tbptt``, attention window of ``transformer``
+    :param hidden: hidden size of the segment MLP, the LSTM and the transformer
+    :param batch_size: segments per minibatch of the segment MLP and the transformer
+    :param batch_movies: movies per truncated-BPTT batch of the recurrent baselines
+    """
+
+    epochs: int = 30
+    window: int = 64
+    hidden: int = 64
+    patience: int = 5
+    batch_size: int = 256
+    batch_movies: int = 8
+
+    def baseline_config(self, model: str, cfg: TrainConfig, where: str = "benchmark settings") -> TrainConfig:
+        """``cfg`` for the baseline ``model``: its algo (``memory_bptt``: ``memory_tbptt`` with full BPTT) and these
+        epochs, window, sizes and batches.
+
+        :raises ValueError: naming ``model`` and the baselines, for another name
+        """
+        if model not in BASELINE_MODELS:
+            raise ValueError(f"{model!r} is not a supervised baseline; choose from {', '.join(BASELINE_MODELS)}")
+        name, window = ("memory_tbptt", 0) if model == "memory_bptt" else (model, self.window)
+        return cfg.update({"algo": name, "bptt_window": window, "epochs": self.epochs, "hidden": self.hidden,
+                           "patience": self.patience, "segment_batch_size": self.batch_size,
+                           "batch_movies": self.batch_movies}, where)
 
 
 def benchmark_parser(name: str, doc: str, quick: str,

@@ -31,17 +31,19 @@ from agents.cli import run_cli
 from agents.config import TrainConfig, recipe
 from agents.runs import train
 from agents.runs.shared import shared_encoder
-from benchmarks.common import NetworkSizes, benchmark_parser, mean_spread, parse_benchmark_args, report
+from benchmarks.common import (BASELINE_MODELS, BaselineSizes, NetworkSizes, benchmark_parser, mean_spread,
+                               parse_benchmark_args, report)
 
-MODELS = ("rmn", "segment", "lstm", "memory_tbptt", "memory_bptt", "transformer")
+MODELS = ("rmn", *BASELINE_MODELS)
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data" / "ceap360vr"
 TABLE_COLUMNS = ["dataset", "model", "seeds", "gap_closed", "mse", "pcc", "train_wall_s"]
 
 
 @dataclass
-class QualitySettings(NetworkSizes):
-    """What to train and on what (defaults: the full benchmark).
+class QualitySettings(NetworkSizes, BaselineSizes):
+    """What to train and on what (defaults: the full benchmark; the baselines' epochs, window and batches:
+    :class:`~benchmarks.common.BaselineSizes`).
 
     :param distances: synthetic dependency distances (segments)
     :param extra_length: movie length is ``distance + extra_length``
@@ -50,8 +52,6 @@ class QualitySettings(NetworkSizes):
     :param real_data: a table dataset directory (``None``: synthetic only); skipped with a note if missing
     :param real_options: its reader options (the subject-independent manifest)
     :param rmn_options: further :class:`~agents.config.TrainConfig` fields for the RMN runs
-    :param batch_size: segments per minibatch of the segment MLP and the transformer
-    :param batch_movies: movies per truncated-BPTT batch of the recurrent baselines
     """
 
     distances: tuple = (50, 500, 5000)
@@ -67,12 +67,6 @@ class QualitySettings(NetworkSizes):
     rmn_learning_starts: int = 2_000
     rmn_batch_size: int = 128
     rmn_options: dict = field(default_factory=dict)
-    epochs: int = 30
-    window: int = 64
-    hidden: int = 64
-    patience: int = 5
-    batch_size: int = 256
-    batch_movies: int = 8
 
 
 def quick_settings() -> QualitySettings:
@@ -108,14 +102,9 @@ def _base_config(s: QualitySettings, dataset: str, options: dict, seed: int, out
 
 
 def model_config(model: str, cfg: TrainConfig, s: QualitySettings) -> TrainConfig:
-    """``cfg`` for ``model``: the RMN's as it is; a baseline's with its algo (``memory_bptt``: ``memory_tbptt``
-    with full BPTT) and the settings' epochs, window, sizes and batches."""
-    if model == "rmn":
-        return cfg
-    name, window = ("memory_tbptt", 0) if model == "memory_bptt" else (model, s.window)
-    return cfg.update({"algo": name, "bptt_window": window, "epochs": s.epochs, "hidden": s.hidden,
-                       "patience": s.patience, "segment_batch_size": s.batch_size, "batch_movies": s.batch_movies},
-                      "quality settings")
+    """``cfg`` for ``model``: the RMN's as it is; a baseline's per :meth:`~benchmarks.common.BaselineSizes.
+    baseline_config`."""
+    return cfg if model == "rmn" else s.baseline_config(model, cfg, "quality settings")
 
 
 def train_one(model: str, cfg: TrainConfig, s: QualitySettings) -> dict:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from agents.cli import run_cli
-from benchmarks import algorithms, memory_scaling
+from benchmarks import memory_scaling
 from benchmarks.common import NetworkSizes, markdown_table, mean_spread, write_table
 from benchmarks.memory_scaling import METHODS as SCALING_METHODS
 from benchmarks.memory_scaling import ScalingSettings, measure_isolated, run_memory_scaling
@@ -104,40 +104,6 @@ def test_memory_scaling_table_and_what_grows(tmp_path):
 def test_memory_scaling_cli_rejects_too_short_movies(capsys):
     assert run_cli(memory_scaling.main, ["--lengths", "10", "100"]) == 2
     assert "--lengths" in capsys.readouterr().err
-
-
-def test_algorithms_compares_the_rl_algorithms_only(capsys):
-    assert algorithms.RL_ALGORITHMS[0] == "rmn" and "ddpg" in algorithms.RL_ALGORITHMS
-    assert "lstm" not in algorithms.RL_ALGORITHMS and algorithms.quick_settings().algos == algorithms.RL_ALGORITHMS
-    assert algorithms.check_rl_algorithm("PPO_LSTM") == "recurrentppo"
-    assert run_cli(algorithms.main, ["--quick", "--algos", "lstm"]) == 2  # a supervised baseline: benchmarks.quality
-    assert "benchmarks.quality" in capsys.readouterr().err
-
-
-def test_algorithms_table_counts_the_env_steps_taken(tmp_path):
-    torch.set_num_threads(1)
-    s = algorithms.AlgorithmBenchmarkSettings(
-        algos=("rmn", "ddpg"), seeds=(0,), timesteps=120, n_slots=3, memory_dim=4, encoder="pooling", eval_every=60,
-        dataset_options={"n_movies": [2, 1, 1], "length": 60, "dependency_distance": 30, "intro_span": 10},
-        overrides={"learning_starts": 60, "batch_size": 8, "pretrain_writer_epochs": 1})
-    runs = algorithms.run_benchmark(s, tmp_path, progress=False)
-    assert list(runs.columns[:len(algorithms.RUN_COLUMNS)]) == algorithms.RUN_COLUMNS
-    # the RMN may keep an earlier model (selected on validation): the table still counts the steps it took
-    assert list(runs["algo"]) == ["rmn", "ddpg"] and (runs["timesteps"] == 120).all()
-    assert np.isfinite(runs[["test_mse", "pcc", "gap_closed"]].to_numpy()).all()
-    table = algorithms.summarize(runs)
-    assert list(table["algo"]) == ["rmn", "ddpg"] and list(table["env steps"]) == [120, 120]
-
-
-def test_algorithms_counts_the_steps_taken_not_those_of_the_selected_model(tmp_path, monkeypatch):
-    def fake_train(cfg, progress=True):  # an RMN that kept its model of step 60 of 120 on validation
-        return {"algo": cfg.algo, "timesteps": 60, "trained_timesteps": 120, "train_wall_s": 2.0, "test_mse": 0.1,
-                "test_valence_pcc": 0.5, "test_arousal_pcc": 0.3}
-
-    monkeypatch.setattr(algorithms, "train", fake_train)
-    s = algorithms.AlgorithmBenchmarkSettings(algos=("rmn",), seeds=(0,), timesteps=120, encoder="pooling")
-    row = algorithms.run_benchmark(s, tmp_path, progress=False).iloc[0]
-    assert row["timesteps"] == 120 and row["env_steps_per_s"] == 60.0 and row["pcc"] == pytest.approx(0.4)
 
 
 def test_throughput_table_covers_env_updates_and_inference():

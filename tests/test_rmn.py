@@ -1086,6 +1086,22 @@ def test_the_rl_recipe_has_no_bptt_signal_and_the_critic_weight_switches_the_cri
     assert 0 < shares[1.0]["critic"] < 1 and shares[0.0]["critic"] == 0 and shares[0.0]["reward"] == 1
 
 
+def test_critic_warmup_keeps_the_critic_out_of_the_writers_objective_until_it_has_learned():
+    """``critic_warmup``: for its first updates the writer learns from the reward alone while the critic trains
+    (its parameters move); from the next update on the critic's term is back in the actor objective."""
+    model = tiny_agent(learning_starts=20, critic="gradient", history_decay=0.9, critic_warmup=1000)
+    before = [p.detach().clone() for p in model.critic.parameters()]
+    model.learn(120)
+    assert model._n_updates <= 1000
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.critic.parameters()))  # the critic learned
+    batch = model.replay_buffer.sample_windows(16, 1)
+    _, _, terms = model._actor_loss(batch)
+    assert model._writer_shares(model._writer_gradient_norms(terms), None)["critic"] == 0
+    model.recipe.critic_warmup = model._n_updates - 1  # warm-up over: the critic's term is back
+    _, _, terms = model._actor_loss(batch)
+    assert model._writer_shares(model._writer_gradient_norms(terms), None)["critic"] > 0
+
+
 def test_the_critic_can_see_the_movie_so_far_as_a_running_mean_restarted_at_each_movie():
     """``history_decay``: the replay keeps ``h_t``, the decay-weighted mean of ``e_0 .. e_t`` of the movie (the
     opening weighs fully from ``t = 0``), and the critic's context is ``[e_t, h_t]``."""

@@ -84,13 +84,18 @@ def test_study_writes_all_outputs(study_dir):
     study = load(study_dir)
     trials = pd.read_csv(study_dir / "trials.csv")
     assert list(trials["state"]) == ["FAIL", "FAIL", "COMPLETE", "COMPLETE"]
-    assert {"params_tau", "params_gamma", "params_n_slots", "value"} <= set(trials.columns)
+    assert {"params_tau", "params_horizon", "params_gamma", "params_n_slots", "value"} <= set(trials.columns)
     best = json.loads((study_dir / "best_trial.json").read_text())
     assert best["number"] == study.best_trial.number
     assert best["value"] == max(t.value for t in study.trials if t.state == TrialState.COMPLETE)
     assert (best["direction"], best["objective"]) == ("maximize", "validation gap_closed")
-    for name in ("optimization_history", "intermediate_values", "param_importances", "objective_vs_n_slots"):
+    for name in ("optimization_history", "intermediate_values", "objective_vs_n_slots"):
         assert (study_dir / f"{name}.png").stat().st_size > 1000, name
+    # two completed trials: no importances, and the summary says why
+    assert not (study_dir / "param_importances.png").exists() and not (study_dir / "param_importances.csv").exists()
+    assert best["importances"]["note"].startswith("skipped: 2 completed trial(s)")
+    summary = (study_dir / "summary.md").read_text()
+    assert f"best trial #{best['number']} of study `tiny`" in summary and best["importances"]["note"] in summary
 
 
 def test_best_params_round_trip_into_training(study_dir, tmp_path):
@@ -356,7 +361,8 @@ def test_cli_rejects_fixing_a_tuned_field(capsys):
     assert run_cli(optimize.main, ["--study", "x", "--tau", "0.01"]) == 2
     assert "--tau 0.01: tuned by the study; set its range with --tau-range" in capsys.readouterr().err
     assert run_cli(optimize.main, ["--study", "x", "--gamma=0.9"]) == 2
-    assert "--gamma 0.9: tuned by the study; set its range with --gamma-range" in capsys.readouterr().err
+    assert "--gamma 0.9: tuned by the study; set its range with --horizon-range (of 1/(1 - gamma)) or --gamma-range" \
+        in capsys.readouterr().err
     assert run_cli(optimize.main, ["--study", "x", "--n-slots", "4"]) == 2
     assert "--n-slots 4: tuned by the study; set its range with --n-range" in capsys.readouterr().err
     assert run_cli(optimize.main, ["--study", "x", "--tau-range", "0.1", "0.01"]) == 2
@@ -378,7 +384,7 @@ def test_cli_study_settings(tmp_path):
          "--tune-learning-rate", "--tune-batch-size", "16", "32", "--no-progress"])
     assert (cfg.run.eval_every, cfg.run.out, cfg.algorithm.timesteps, args.progress) == (200, "runs/tuning/s", 1000,
                                                                                          False)
-    assert (space.tau, space.n_slots, space.gamma) == ((0.01, 0.02), (2, 3), SearchSpace.gamma)
+    assert (space.tau, space.n_slots, space.horizon, space.gamma) == ((0.01, 0.02), (2, 3), (2.0, 400.0), None)
     assert (space.learning_rate, space.memory_dim, space.batch_size) == (optimize.DEFAULT_LR_RANGE, None, (16, 32))
     _, cfg, _ = optimize.config_and_space(["--study", "s", "--eval-every", "7", "--out", str(tmp_path)])
     assert (cfg.run.eval_every, cfg.run.out) == (7, str(tmp_path))

@@ -1,6 +1,6 @@
 """The paper's memory-size ablation (its Fig. 5): RMN performance against the number of memory slots N.
 
-    python -m tuning.ablate_slots --n 1 2 4 8 10 16 32 [--seeds 3] [--timesteps T] [--out DIR] [--config F]
+    python -m tuning.ablate_slots [--n 1 2 4 10 20] [--seeds 3] [--timesteps T] [--out DIR] [--config F] ...
 
 Trains the RMN once per (N, seed) with :func:`agents.runs.train` into ``<out>/runs/n<N>_seed<S>/`` and
 writes into ``<out>``:
@@ -8,13 +8,16 @@ writes into ``<out>``:
 * ``runs.csv``: one row per run (N, seed, validation and test metrics, wall time);
 * ``ablation.csv``: per N, the mean, sample standard deviation (ddof=1), min and max over seeds of each
   test metric;
+* ``ablation.md``: that table in markdown, ``mean ± std [min, max]`` per N (also printed);
 * ``ablation.png``: test MSE (and ``gap_closed`` where the dataset has an oracle) against N, mean ± one
-  standard deviation over seeds, every seed as a dot;
+  standard deviation over seeds as error bars, every seed as a dot.
 
-and prints the table in markdown. Resumable: runs whose ``summary.json`` exists are read, not retrained; an
-interrupted run with a checkpoint is continued. Every flag of ``python -m agents.train_ddpg`` applies to the runs
-except ``--n-slots`` (the ablation sets N) and ``--resume``; ``--seed`` is the first seed, and the ablation directory
-is ``--out`` (default ``runs/ablate_slots``).
+The sizes default to :data:`DEFAULT_NS` and the seeds to 0, 1, 2 (``--seeds`` seeds from ``--seed``). Resumable:
+runs whose ``summary.json`` exists are read, not retrained (so a call with more sizes or seeds trains only the new
+runs); an interrupted run with a checkpoint is continued. Every flag of ``python -m agents.train_ddpg`` applies to
+the runs (``--env``, ``--recipe``, ``--timesteps``, ...) except ``--n-slots`` (the ablation sets N) and
+``--resume``; ``--seed`` is the first seed, and the ablation directory is ``--out`` (default
+``runs/ablate_slots``).
 """
 from __future__ import annotations
 
@@ -25,7 +28,6 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import pandas as pd
-import tyro
 
 from affect_env.files import atomic_write_text
 from affect_env.progress import progress_bar
@@ -36,6 +38,8 @@ from agents.runs.directory import RunDirectory
 from tuning.commands import parse_tool_command
 from tuning.plots import plot_ablation
 
+#: the memory sizes of the ablation by default
+DEFAULT_NS = (1, 2, 4, 10, 20)
 #: summary keys copied into runs.csv (when present)
 RUN_COLUMNS = ("test_mse", "test_gap_closed", "val_mse", "val_gap_closed", "test_mse_oracle", "test_mse_no_memory",
                "train_wall_s", "updates_per_s")
@@ -130,15 +134,20 @@ def markdown_table(table: pd.DataFrame, metrics: Sequence[str]) -> str:
 
 
 def write_ablation(runs: pd.DataFrame, out: Union[str, Path]) -> pd.DataFrame:
-    """``ablation.csv`` and ``ablation.png`` of a runs table, into ``out``; returns the per-N table."""
+    """``ablation.csv``, ``ablation.md`` (:func:`markdown_table`) and ``ablation.png`` of a runs table, into
+    ``out``; returns the per-N table."""
     out = Path(out)
     metrics = ablation_metrics(runs)
     table = summarize_ablation(runs, metrics)
     atomic_write_text(out / "ablation.csv", table.to_csv(index=False))
+    atomic_write_text(out / "ablation.md", markdown_table(table, metrics) + "\n\n(std: sample standard deviation "
+                      "over seeds, ddof=1; metrics on the test split)\n")
     refs = {}
     if "test_mse_oracle" in runs.columns and "test_mse_no_memory" in runs.columns:
         refs["test_mse"] = {"oracle": float(runs["test_mse_oracle"].mean()),
                             "best memory-less": float(runs["test_mse_no_memory"].mean())}
+    if "test_gap_closed" in metrics:  # gap_closed is 0 at the best memory-less prediction, 1 at the oracle
+        refs["test_gap_closed"] = {"best memory-less (0)": 0.0}
     plot_ablation(table, runs, metrics, out / "ablation.png", refs)
     return table
 
@@ -148,7 +157,7 @@ class AblationCommand(Command):
     """The ablation's options beside the training flags (``--seed``: the first seed; ``--out``: the ablation
     directory)."""
 
-    n: Tuple[int, ...] = tyro.MISSING
+    n: Tuple[int, ...] = DEFAULT_NS
     """memory sizes N to train"""
     seeds: int = 3
     """seeds per N: --seed, --seed+1, ..."""
@@ -172,7 +181,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     table = write_ablation(runs, out)
     print(markdown_table(table, ablation_metrics(runs)))
     print(f"\n(std = sample standard deviation over seeds, ddof=1; tables {out / 'runs.csv'}, "
-          f"{out / 'ablation.csv'}; figure {out / 'ablation.png'})")
+          f"{out / 'ablation.csv'}, {out / 'ablation.md'}; figure {out / 'ablation.png'})")
     return 0
 
 

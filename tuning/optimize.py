@@ -6,10 +6,12 @@
 Each trial trains the RMN with :func:`agents.runs.train` into ``<out>/trials/<number>/`` and reports the
 validation metric every ``eval_every`` steps to the pruner (median pruning by default). The objective is the
 validation ``gap_closed`` (maximised) on datasets with an oracle (synthetic), else the validation ``mse``
-(minimised). The study lives in ``<out>/study.db`` (SQLite) unless ``--storage`` names a journal file
-(``journal:PATH``) or a database URL; any number of workers can run the same command on the same study.
-After the trials, ``<out>`` holds ``best_params.json`` (a ``--config`` for ``python -m agents.train_ddpg``),
-``best_trial.json``, ``trials.csv`` and PNG figures (see :func:`write_study_outputs`). Every flag of
+(minimised). gamma is sampled through its horizon ``1/(1 - gamma)``, log-uniform in ``--horizon-range`` (default:
+2 up to the train split's movie length), or uniformly in ``--gamma-range`` (see :class:`SearchSpace`). The study
+lives in ``<out>/study.db`` (SQLite) unless ``--storage`` names a journal file (``journal:PATH``) or a database
+URL; any number of workers can run the same command on the same study. After the trials, ``<out>`` holds
+``best_params.json`` (a ``--config`` for ``python -m agents.train_ddpg``), ``best_trial.json``, ``summary.md``,
+``trials.csv``, the parameter importances and PNG figures (see :func:`write_study_outputs`). Every flag of
 ``python -m agents.train_ddpg`` applies to the trials except ``--tau``, ``--gamma`` and ``--n-slots`` (the tuned
 fields: give their ranges) and ``--resume``; the study directory is ``--out`` (default ``runs/tuning/<study>``).
 """
@@ -27,15 +29,17 @@ import optuna
 import tyro
 from optuna.trial import TrialState
 
+from affect_env.data.synthetic import SyntheticConfig
 from affect_env.files import atomic_write_text
 from agents.cli import Command, explicit_fields, run_cli
 from agents.config import TrainConfig
-from agents.inputs import load_split
+from agents.inputs import load_split, split_options
 from agents.metrics import has_gap
 from agents.runs import train
 from agents.runs.shared import shared_encoder, shared_writer
 from tuning.commands import parse_tool_command
-from tuning.plots import plot_study
+from tuning.importances import EvaluatorName, write_importances
+from tuning.plots import PARAM_LABELS, plot_study
 from tuning.storage import dashboard_command, display_url, fail_running_trials, open_study, resolve_storage_url
 
 #: metric -> optimisation direction
@@ -45,36 +49,99 @@ DEFAULT_MEMORY_DIMS = (8, 16, 32, 64)
 DEFAULT_BATCH_SIZES = (32, 64, 128, 256)
 
 
+#: the horizon range of a study on data whose movie length is unknown beforehand (a non-synthetic dataset): from
+#: 2 segments to 1,000 (a feature film of 10-s segments is 500-1,000 segments long)
+DEFAULT_HORIZON_RANGE = (2.0, 1000.0)
+#: the shortest horizon of the default range: gamma = 0.5, an agent that looks one step ahead
+MIN_DEFAULT_HORIZON = 2.0
+
+
+def horizon_to_gamma(horizon: float) -> float:
+    """The discount whose effective horizon ``1 / (1 - gamma)`` is ``horizon`` steps: ``1 - 1 / horizon``."""
+    return 1.0 - 1.0 / float(horizon)
+
+
+def gamma_to_horizon(gamma: float) -> float:
+    """The effective horizon ``1 / (1 - gamma)`` of a discount, in steps (``inf`` for ``gamma = 1``)."""
+    return math.inf if gamma >= 1 else 1.0 / (1.0 - float(gamma))
+
+
+def train_movie_length(cfg: TrainConfig) -> Optional[int]:
+    """The longest movie of ``cfg``'s train split in segments, from its reader options (the ``--env`` preset, then
+    ``dataset_options`` and ``train_dataset_options``), without reading the data; ``None`` for a dataset other than
+    the synthetic one, whose movie lengths are not in its options."""
+    if cfg.data.dataset != "synthetic":
+        return None
+    length = split_options(cfg, "train").get("length", SyntheticConfig.length)
+    return int(max(length) if isinstance(length, (list, tuple)) else length)
+
+
+def default_horizon_range(cfg: TrainConfig) -> Tuple[float, float]:
+    """The default horizon range of a study on ``cfg``'s data: 2 segments up to the train split's movie length
+    (:func:`train_movie_length`), or :data:`DEFAULT_HORIZON_RANGE` where that length is unknown."""
+    length = train_movie_length(cfg)
+    if length is None:
+        return DEFAULT_HORIZON_RANGE
+    return MIN_DEFAULT_HORIZON, float(max(length, MIN_DEFAULT_HORIZON))
+
+
 @dataclass
 class SearchSpace:
-    """The hyperparameters a study samples; their names are :class:`~agents.config.TrainConfig` fields.
+    """The hyperparameters a study samples; their names are :class:`~agents.config.TrainConfig` fields, except
+    ``horizon``.
+
+    The discount gamma (the paper's lambda) is sampled one of two ways:
+
+    * ``horizon`` (the default): its effective horizon ``H = 1 / (1 - gamma)`` (in steps, i.e. segments) is
+      log-uniform in ``(low, high)``, and the trial's ``gamma`` is ``1 - 1 / H``. The trial holds both: ``horizon``
+      as the sampled parameter (what the sampler models and what the importances rank) and ``gamma`` as a fixed
+      parameter of that trial (a one-value distribution, so that ``best_params`` holds the field a training run
+      takes). A uniform gamma spends nearly every trial on short horizons: in ``[0.5, 0.999]``, four draws in five
+      have ``H < 10``, one in ten ``H >= 20`` (the short preset's dependencies) and fewer than one in a hundred
+      ``H >= 200`` (the default data's); log-uniform in ``[2, 400]``, half the draws have ``H >= 28``.
+    * ``gamma``: gamma uniform in ``(low, high)`` (and no ``horizon`` parameter).
 
     :param tau: ``(low, high)`` of the target-network update rate, sampled on a log scale
-    :param gamma: ``(low, high)`` of the discount (the paper's lambda), sampled uniformly
+    :param horizon: ``(low, high)`` of the horizon ``1 / (1 - gamma)``, log scale, ``low >= 1``; with neither
+        ``horizon`` nor ``gamma``: :data:`DEFAULT_HORIZON_RANGE` (a study's default is the data's, see
+        :func:`default_horizon_range`)
+    :param gamma: ``(low, high)`` of the discount, sampled uniformly; excludes ``horizon``
     :param n_slots: ``(low, high)`` of the number of memory slots N (integers, inclusive)
     :param learning_rate: ``(low, high)`` sampled on a log scale, or ``None`` to keep the base config's
     :param memory_dim: slot sizes to choose from, or ``None`` to keep the base config's
     :param batch_size: batch sizes to choose from, or ``None`` to keep the base config's
+    :raises ValueError: naming the flag of a bad range, or ``--horizon-range`` and ``--gamma-range`` together
     """
 
     tau: Tuple[float, float] = (1e-3, 0.1)
-    gamma: Tuple[float, float] = (0.5, 0.999)
+    horizon: Optional[Tuple[float, float]] = None
+    gamma: Optional[Tuple[float, float]] = None
     n_slots: Tuple[int, int] = (1, 32)
     learning_rate: Optional[Tuple[float, float]] = None
     memory_dim: Optional[Tuple[int, ...]] = None
     batch_size: Optional[Tuple[int, ...]] = None
 
     def __post_init__(self) -> None:
-        for name in ("tau", "gamma", "n_slots", "learning_rate"):
+        if self.horizon is not None and self.gamma is not None:
+            raise ValueError(f"--horizon-range {' '.join(map(str, self.horizon))} and --gamma-range "
+                             f"{' '.join(map(str, self.gamma))}: give one of them (the horizon 1/(1 - gamma) on a "
+                             "log scale, or gamma uniformly)")
+        if self.horizon is None and self.gamma is None:
+            self.horizon = DEFAULT_HORIZON_RANGE
+        for name, flag in (("tau", "tau-range"), ("horizon", "horizon-range"), ("gamma", "gamma-range"),
+                           ("n_slots", "n-range"), ("learning_rate", "tune-learning-rate")):
             rng = getattr(self, name)
             if rng is None:
                 continue
             if len(rng) != 2 or not rng[0] <= rng[1]:
-                raise ValueError(f"--{name.replace('_', '-')}-range {' '.join(map(str, rng))}: give LOW HIGH "
-                                 "with LOW <= HIGH")
+                raise ValueError(f"--{flag} {' '.join(map(str, rng))}: give LOW HIGH with LOW <= HIGH")
+            setattr(self, name, tuple(rng))
         if not (0 < self.tau[0] and self.tau[1] <= 1):
             raise ValueError(f"--tau-range {self.tau[0]} {self.tau[1]}: tau must lie in (0, 1]")
-        if not (0 <= self.gamma[0] and self.gamma[1] <= 1):
+        if self.horizon is not None and not (1 <= self.horizon[0] and math.isfinite(self.horizon[1])):
+            raise ValueError(f"--horizon-range {self.horizon[0]} {self.horizon[1]}: the horizon 1/(1 - gamma) "
+                             "must lie in [1, inf) steps (1: gamma = 0)")
+        if self.gamma is not None and not (0 <= self.gamma[0] and self.gamma[1] <= 1):
             raise ValueError(f"--gamma-range {self.gamma[0]} {self.gamma[1]}: gamma must lie in [0, 1]")
         if self.n_slots[0] < 1:
             raise ValueError(f"--n-range {self.n_slots[0]} {self.n_slots[1]}: N must be >= 1")
@@ -87,12 +154,15 @@ class SearchSpace:
                                  "give positive integers")
 
     def suggest(self, trial: optuna.Trial) -> dict:
-        """Sample one point: ``{TrainConfig field: value}``."""
-        params = {
-            "tau": trial.suggest_float("tau", self.tau[0], self.tau[1], log=True),
-            "gamma": trial.suggest_float("gamma", self.gamma[0], self.gamma[1]),
-            "n_slots": trial.suggest_int("n_slots", int(self.n_slots[0]), int(self.n_slots[1])),
-        }
+        """Sample one point: ``{TrainConfig field: value}`` (with a horizon range, the trial also holds the
+        sampled ``horizon``, which is no config field)."""
+        params = {"tau": trial.suggest_float("tau", self.tau[0], self.tau[1], log=True)}
+        if self.horizon is not None:
+            gamma = horizon_to_gamma(trial.suggest_float("horizon", self.horizon[0], self.horizon[1], log=True))
+            params["gamma"] = trial.suggest_float("gamma", gamma, gamma)  # fixed: recorded, never sampled
+        else:
+            params["gamma"] = trial.suggest_float("gamma", self.gamma[0], self.gamma[1])
+        params["n_slots"] = trial.suggest_int("n_slots", int(self.n_slots[0]), int(self.n_slots[1]))
         if self.learning_rate is not None:
             params["learning_rate"] = trial.suggest_float("learning_rate", *self.learning_rate, log=True)
         if self.memory_dim is not None:
@@ -103,6 +173,18 @@ class SearchSpace:
 
     def to_dict(self) -> dict:
         return _jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+
+
+#: trial parameters that are no config field: ``horizon`` (its ``gamma`` is the trial's other parameter)
+DERIVED_PARAMS = ("horizon",)
+
+
+def config_params(params: dict) -> dict:
+    """A trial's parameters as config fields: ``horizon`` dropped (its ``gamma`` is there, or is computed)."""
+    fields = {k: v for k, v in params.items() if k not in DERIVED_PARAMS}
+    if "horizon" in params and "gamma" not in fields:
+        fields["gamma"] = horizon_to_gamma(params["horizon"])
+    return fields
 
 
 def _jsonable(value):
@@ -227,6 +309,7 @@ def run_study(study_name: str, base: TrainConfig, out: Union[str, Path], *, stor
     :param out: the study directory (trials, outputs, and the default SQLite storage ``study.db``)
     :param storage: ``None`` (``<out>/study.db``), ``journal:PATH`` or a database URL
     :param n_trials: trials this call adds (``None`` with a ``timeout``: until the timeout)
+    :param space: what to sample; default :class:`SearchSpace` with the data's :func:`default_horizon_range`
     :param objective: ``"auto"``, ``"gap_closed"`` or ``"mse"`` (see :func:`resolve_objective`)
     :param pruner: default :func:`make_pruner` ``("median")``
     :param sampler: default :class:`optuna.samplers.TPESampler` with 5 random startup trials
@@ -239,7 +322,7 @@ def run_study(study_name: str, base: TrainConfig, out: Union[str, Path], *, stor
     :return: the study
     """
     out = Path(out)
-    space = space or SearchSpace()
+    space = space or SearchSpace(horizon=default_horizon_range(base))
     if base.algorithm.algo != "rmn":
         raise ValueError(f"--algo {base.algorithm.algo}: tuning supports the rmn agent only")
     if n_trials is not None and n_trials < 0:
@@ -290,7 +373,7 @@ def best_config(study: optuna.Study, out: Union[str, Path]) -> TrainConfig:
     """The study's settings with the best trial's parameters, training into ``<out>/best``: its recipe, data and
     fixed settings, the tuned parameters, and the recipe's own budget (:data:`BUDGET_FIELDS`), not the trials'."""
     base = {k: v for k, v in study.user_attrs.get("base_config", {}).items() if k not in BUDGET_FIELDS}
-    return TrainConfig.from_dict({**base, **study.best_params, "out": str(Path(out) / "best")},
+    return TrainConfig.from_dict({**base, **config_params(study.best_params), "out": str(Path(out) / "best")},
                                  f"study {study.study_name}")
 
 
@@ -302,17 +385,25 @@ def state_counts(study: optuna.Study) -> dict:
     return counts
 
 
-def write_study_outputs(study: optuna.Study, out: Union[str, Path]) -> dict:
+def write_study_outputs(study: optuna.Study, out: Union[str, Path],
+                        importance_evaluator: EvaluatorName = "auto") -> dict:
     """Write the study's results into ``out`` (each file atomically, so finishing workers may overlap):
 
-    * ``trials.csv``: :meth:`optuna.Study.trials_dataframe` (one row per trial, every state)
+    * ``trials.csv``: :meth:`optuna.Study.trials_dataframe` (one row per trial, every state; a horizon study has
+      ``params_horizon`` and ``params_gamma``)
     * ``best_params.json``: a full :class:`~agents.config.TrainConfig`, nested as a run's ``config.json`` (the
       study's settings + best parameters, the recipe's budget, ``out`` = ``<out>/best``), for ``python -m
       agents.train_ddpg --config``
     * ``best_trial.json``: the best trial's number, value, objective, direction, parameters and test
-      metrics, and the trial counts per state
+      metrics, the trial counts per state and the parameter importances
+    * ``param_importances.csv`` and ``.png``: :func:`tuning.importances.write_importances` (not written, and
+      the note says why, below :data:`~tuning.importances.MIN_TRIALS_FOR_IMPORTANCES` completed trials)
+    * ``summary.md``: :func:`markdown_best`, the result to publish (best tau, gamma and its horizon, N, the
+      importances)
     * figures (see :func:`tuning.plots.plot_study`)
 
+    :param importance_evaluator: ``"auto"`` (fANOVA with scikit-learn, else PED-ANOVA), ``"fanova"`` or
+        ``"ped-anova"``
     :return: ``{"best": best_trial.json's content or None, "figures": {name: path or reason skipped}}``
     """
     out = Path(out)
@@ -323,21 +414,43 @@ def write_study_outputs(study: optuna.Study, out: Union[str, Path]) -> dict:
         return {"best": None, "figures": {"all": "skipped: no completed trial yet"}}
     best = study.best_trial
     best_config(study, out).save(out / "best_params.json")
+    importances, importance_figure = write_importances(study, out, metric, importance_evaluator)
     info = {"study": study.study_name, "objective": f"validation {metric}",
             "direction": study.direction.name.lower(), "number": best.number, "value": best.value,
-            "params": best.params, "user_attrs": best.user_attrs, "trials": state_counts(study)}
+            "params": best.params, "user_attrs": best.user_attrs, "trials": state_counts(study),
+            "importances": importances.to_dict()}
     atomic_write_text(out / "best_trial.json", json.dumps(info, indent=2) + "\n")
-    return {"best": info, "figures": plot_study(study, out, metric)}
+    atomic_write_text(out / "summary.md", markdown_best(info) + "\n")
+    return {"best": info, "figures": {**plot_study(study, out, metric), **importance_figure}}
+
+
+def _param_row(name: str, value) -> str:
+    """One row of :func:`markdown_best`'s parameter table (gamma with its horizon)."""
+    if name == "gamma":
+        return f"| gamma (lambda) | {value:.6g} (horizon 1/(1 - gamma) = {gamma_to_horizon(value):.4g} steps) |"
+    label = {"tau": "tau", "n_slots": "N (n_slots)"}.get(name, name)
+    return f"| {label} | {value:.4g} |" if isinstance(value, float) else f"| {label} | {value} |"
 
 
 def markdown_best(info: dict) -> str:
-    """A short markdown summary of ``best_trial.json``'s content."""
+    """A markdown summary of ``best_trial.json``'s content: the best trial's value, its parameters (tau, gamma with
+    its horizon, N, ...), its test metrics, the trial counts and the parameter importances (or why there are
+    none)."""
     lines = [f"best trial #{info['number']} of study `{info['study']}`: {info['objective']} = {info['value']:.4f} "
              f"({info['direction']})", "", "| parameter | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in info["params"].items()]
+    order = ["tau", "gamma", "n_slots"]
+    names = [k for k in order if k in info["params"]] + [k for k in info["params"] if k not in order + ["horizon"]]
+    lines += [_param_row(k, info["params"][k]) for k in names]
     extra = {k: v for k, v in info["user_attrs"].items() if k.startswith("test_")}
     lines += [f"| {k} | {v:.4f} |" for k, v in extra.items()]
     lines += ["", "trials: " + ", ".join(f"{n} {s}" for s, n in sorted(info["trials"].items()))]
+    imp = info.get("importances")
+    if imp:
+        lines += ["", f"parameter importances ({imp['evaluator']}, {imp['n_trials']} completed trials"
+                  + (f"; {imp['note']}" if imp["note"] else "") + ")" + (":" if imp["values"] else "")]
+        if imp["values"]:
+            lines += ["", "| parameter | importance |", "|---|---|"]
+            lines += [f"| {PARAM_LABELS.get(k, k)} | {v:.3f} |" for k, v in imp["values"].items()]
     return "\n".join(lines)
 
 
@@ -359,8 +472,11 @@ class StudyCommand(Command):
     """validation metric: auto = gap_closed (maximised) where the dataset has an oracle, else mse (minimised)"""
     tau_range: Tuple[float, float] = SearchSpace.tau
     """tau range LO HI, log scale"""
-    gamma_range: Tuple[float, float] = SearchSpace.gamma
-    """gamma (lambda) range LO HI"""
+    horizon_range: Optional[Tuple[float, float]] = None
+    """range LO HI of gamma's horizon 1/(1 - gamma) in steps, log scale (gamma = 1 - 1/H); None (the default, unless
+    --gamma-range): 2 up to the train split's movie length (1000 for a non-synthetic dataset)"""
+    gamma_range: Optional[Tuple[float, float]] = None
+    """gamma (lambda) range LO HI, uniform, instead of --horizon-range (e.g. 0.5 0.999)"""
     n_range: Tuple[int, int] = SearchSpace.n_slots
     """memory slots N range LO HI, integers"""
     tune_learning_rate: Optional[Tuple[float, ...]] = None
@@ -390,14 +506,16 @@ class StudyCommand(Command):
 
 
 #: the tuned fields, which cannot also be fixed by a flag, and the flag of their range
-TUNED_FLAGS = {"tau": "--tau-range", "gamma": "--gamma-range", "n_slots": "--n-range"}
+TUNED_FLAGS = {"tau": "--tau-range", "gamma": "--horizon-range (of 1/(1 - gamma)) or --gamma-range",
+               "n_slots": "--n-range"}
 
 
 def config_and_space(argv: Optional[Sequence[str]] = None) -> Tuple[StudyCommand, TrainConfig, SearchSpace]:
     """The parsed command, the base config of the trials and the search space (tuned fields cannot also be fixed).
 
     ``eval_every`` (the interval of the pruner's reports) is the flag's or the ``--config`` file's, else
-    ``timesteps // 5``.
+    ``timesteps // 5``. gamma is sampled through its horizon, in ``--horizon-range`` or else
+    :func:`default_horizon_range` of the data, unless ``--gamma-range`` is given (not both).
     """
     args, flags = parse_tool_command(
         StudyCommand, argv, "python -m tuning.optimize", __doc__.split("\n")[0],
@@ -409,12 +527,16 @@ def config_and_space(argv: Optional[Sequence[str]] = None) -> Tuple[StudyCommand
     lr = args.tune_learning_rate
     if lr is not None and len(lr) not in (0, 2):
         raise ValueError(f"--tune-learning-rate {' '.join(map(str, lr))}: give no value or LO HI")
+    cfg = args.train
+    horizon = args.horizon_range
+    if horizon is None and args.gamma_range is None:
+        horizon = default_horizon_range(cfg)
     space = SearchSpace(
-        tau=tuple(args.tau_range), gamma=tuple(args.gamma_range), n_slots=tuple(args.n_range),
+        tau=tuple(args.tau_range), horizon=None if horizon is None else tuple(horizon),
+        gamma=None if args.gamma_range is None else tuple(args.gamma_range), n_slots=tuple(args.n_range),
         learning_rate=None if lr is None else tuple(lr or DEFAULT_LR_RANGE),
         memory_dim=None if args.tune_memory_dim is None else tuple(args.tune_memory_dim or DEFAULT_MEMORY_DIMS),
         batch_size=None if args.tune_batch_size is None else tuple(args.tune_batch_size or DEFAULT_BATCH_SIZES))
-    cfg = args.train
     if "eval_every" in flags and cfg.run.eval_every < 1:
         raise ValueError(f"--eval-every {cfg.run.eval_every}: must be >= 1 (the pruner's reports)")
     if "eval_every" not in explicit_fields(argv, args):

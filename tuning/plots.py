@@ -44,18 +44,14 @@ def _optuna_plot(fn, study: optuna.Study, path: Path, xlabel: Optional[str] = No
         return _save(ax.figure, path)
 
 
-#: below this many completed trials, the importances figure says they are indicative only
-MIN_TRIALS_FOR_IMPORTANCES = 10
-
-
 def plot_study(study: optuna.Study, out: Path, metric: str) -> dict:
     """Write the study's figures into ``out``; returns ``{name: path or reason it was skipped}``.
 
     * ``optimization_history.png``: objective per trial and the best so far
     * ``intermediate_values.png``: validation ``metric`` reported during each trial (pruning curves)
-    * ``param_importances.png``: fANOVA importances (needs >= 2 completed trials; titled with a caveat below
-      :data:`MIN_TRIALS_FOR_IMPORTANCES`)
     * ``objective_vs_n_slots.png``: objective against the memory size N
+
+    The importances figure is drawn by :mod:`tuning.importances` (with :func:`plot_param_importances`).
     """
     import optuna.visualization.matplotlib as ovm
 
@@ -74,24 +70,32 @@ def plot_study(study: optuna.Study, out: Path, metric: str) -> dict:
                                                       out / "intermediate_values.png",
                                                       xlabel="environment steps", ylabel=f"validation {metric}")
 
-    varied = [p for p in complete[0].params if len({t.params.get(p) for t in complete}) > 1]
-    if len(complete) < 2:
-        written["param_importances"] = "skipped: needs >= 2 completed trials"
-    elif not varied:
-        written["param_importances"] = "skipped: no parameter varies across the completed trials"
-    else:
-        try:
-            caveat = (f"from {len(complete)} completed trials: too few to rank the parameters reliably"
-                      if len(complete) < MIN_TRIALS_FOR_IMPORTANCES else None)
-            written["param_importances"] = _optuna_plot(ovm.plot_param_importances, study,
-                                                        out / "param_importances.png", title=caveat,
-                                                        target_name=f"validation {metric}")
-        except (RuntimeError, ValueError) as err:  # e.g. too few distinct trials for fANOVA
-            plt.close("all")
-            written["param_importances"] = f"skipped: {err}"
-
     written["objective_vs_n_slots"] = plot_objective_vs_n(study, out / "objective_vs_n_slots.png", metric)
     return written
+
+
+#: axis labels of parameters whose name alone does not say what was sampled
+PARAM_LABELS = {"horizon": "horizon 1/(1-gamma) (log)", "tau": "tau (log)", "n_slots": "N (memory slots)",
+                "gamma": "gamma (lambda)", "learning_rate": "learning rate (log)"}
+
+
+def plot_param_importances(importances: dict, path: Path, xlabel: str, title: str) -> Path:
+    """Horizontal bars of ``{parameter: importance}``, the most important on top, each labelled with its value.
+
+    :param importances: normalised importances, e.g. from :func:`optuna.importance.get_param_importances`
+    :param xlabel: the x axis, e.g. ``"importance for validation gap_closed"``
+    :param title: the title (the evaluator, the trials and any caveat)
+    """
+    names = list(importances)[::-1]
+    values = [importances[n] for n in names]
+    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.45 * len(names)))
+    bars = ax.barh([PARAM_LABELS.get(n, n) for n in names], values, color="C0")
+    ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=3, fontsize=8)
+    ax.set_xlim(0, max(1.0, max(values) * 1.15))
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
 
 
 def plot_objective_vs_n(study: optuna.Study, path: Path, metric: str) -> Path:
@@ -145,7 +149,8 @@ def plot_ablation(table: pd.DataFrame, runs: pd.DataFrame, metrics: list, path: 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("RMN performance vs memory size (paper Fig. 5)")
+    fig.tight_layout()
     return _save(fig, path)
 
 
-__all__ = ["plot_study", "plot_objective_vs_n", "plot_ablation"]
+__all__ = ["plot_study", "plot_objective_vs_n", "plot_param_importances", "plot_ablation", "PARAM_LABELS"]

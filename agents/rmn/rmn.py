@@ -432,9 +432,14 @@ class RMN(DDPG):
             m = written
             discount *= self.gamma
         keep_going = batch.alive[:, -1] * (1.0 - batch.dones[:, -1])
-        bootstrap = self.recipe.critic_weight * discount * (keep_going * self._future(batch, m)).mean()
+        bootstrap = self._critic_weight() * discount * (keep_going * self._future(batch, m)).mean()
         terms = {"reward": loss, "critic": -bootstrap}
         return loss - bootstrap, float(np.mean(maes)), terms
+
+    def _critic_weight(self) -> float:
+        """The critic term's weight in the actor objective: ``recipe.critic_weight``, or 0 during the first
+        ``recipe.critic_warmup`` updates (the critic learns meanwhile)."""
+        return self.recipe.critic_weight if self._n_updates > self.recipe.critic_warmup else 0.0
 
     def _future(self, batch: WindowSamples, m: torch.Tensor) -> torch.Tensor:
         """What the critic says of the future of the window's last afterstate ``m``, ``(B,)``, differentiable in

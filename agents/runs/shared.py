@@ -17,7 +17,7 @@ from agents.inputs import build_encoder, load_splits
 from agents.runs.pipeline import pretrain_config, seed_process, train
 
 #: the settings each shared input depends on (field names of the config)
-ENCODER_FIELDS = ("dataset", "dataset_options", "train_dataset_options", "targets", "segment_seconds", "encoder",
+ENCODER_FIELDS = ("env", "dataset", "dataset_options", "train_dataset_options", "targets", "segment_seconds", "encoder",
                   "encoder_hidden", "encoder_reconstruction", "encoder_epochs", "seed")
 WRITER_FIELDS = ENCODER_FIELDS + ("n_slots", "memory_dim", "net_arch", "predictor_hidden", "readout", "read_heads",
                                   "read_key_dim", "erase_bias", "input_bias", "coupled_gates", "write_top_k",
