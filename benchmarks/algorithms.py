@@ -438,12 +438,15 @@ def pop_under_lock(study: optuna.Study, lock: Path) -> None:
     no row locks, so two processes can read the same waiting trial and both run it; the file lock serialises the
     pops of the workers of one machine. On PostgreSQL the row lock does the same between machines.
     """
+    if getattr(study.ask, "pops_under", None) is not None:  # already wrapped (a second worker call on the study)
+        return
     ask = study.ask
 
     def locked_ask(*args, **kwargs):
         with file_lock(lock):
             return ask(*args, **kwargs)
 
+    locked_ask.pops_under = lock
     study.ask = locked_ask
 
 
