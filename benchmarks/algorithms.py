@@ -431,25 +431,6 @@ def is_duplicate(study: optuna.Study, trial) -> Optional[int]:
     return None
 
 
-def pop_under_lock(study: optuna.Study, lock: Path) -> None:
-    """Make ``study.ask`` (which pops a waiting trial) hold the file lock ``lock``.
-
-    Optuna marks a popped trial ``RUNNING`` only if it is still ``WAITING``, checked under a row lock. SQLite has
-    no row locks, so two processes can read the same waiting trial and both run it; the file lock serialises the
-    pops of the workers of one machine. On PostgreSQL the row lock does the same between machines.
-    """
-    if getattr(study.ask, "pops_under", None) is not None:  # already wrapped (a second worker call on the study)
-        return
-    ask = study.ask
-
-    def locked_ask(*args, **kwargs):
-        with file_lock(lock):
-            return ask(*args, **kwargs)
-
-    locked_ask.pops_under = lock
-    study.ask = locked_ask
-
-
 def run_worker(study: optuna.Study, s: AlgorithmBenchmarkSettings, out: Path, url: str, rerun: bool = False,
                progress: bool = True) -> int:
     """Run the study's (method, seed) trials in this process until none is waiting; return how many it ran.
@@ -462,7 +443,6 @@ def run_worker(study: optuna.Study, s: AlgorithmBenchmarkSettings, out: Path, ur
     """
     pairs = benchmark_pairs(s)
     lock = lock_file_for(url, out)
-    pop_under_lock(study, lock)
     ran: list = []
     first = True
     while True:

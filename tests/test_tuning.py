@@ -4,6 +4,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from wsgiref.util import setup_testing_defaults
@@ -462,3 +463,28 @@ def test_trials_share_one_encoder_and_one_writer_pretraining_per_setting(tmp_pat
         assert used.warm_start.init_from == str(writers[0].parent)
         assert not (Path(trial.user_attrs["run_dir"]) / "writer_pretrain").exists()  # not pretrained again
         assert not (Path(trial.user_attrs["run_dir"]) / "encoder_history.csv").exists()
+
+
+def test_one_waiting_trial_goes_to_one_of_many_workers_popping_an_sqlite_study_at_once(tmp_path):
+    """Workers pop an enqueued trial by reading that it is waiting and marking it running; on SQLite, which has no
+    row locks, both must happen in one write transaction, or two workers read "waiting" and both run the trial."""
+    url = resolve_storage_url(None, tmp_path)
+    study = optuna.create_study(study_name="pops", storage=make_storage(url, heartbeat_interval=None))
+    workers = [make_storage(url, heartbeat_interval=None) for _ in range(6)]  # one connection pool each
+    for _ in range(8):
+        study.enqueue_trial({"x": 0.0})
+        trial_id = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))[0]._trial_id
+        barrier, won = threading.Barrier(len(workers)), []
+
+        def pop(storage):
+            barrier.wait()
+            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                won.append(storage)
+
+        threads = [threading.Thread(target=pop, args=(storage,)) for storage in workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(won) == 1
+        study._storage.set_trial_state_values(trial_id, state=TrialState.COMPLETE, values=[0.0])

@@ -165,8 +165,11 @@ def make_storage(url: str, *, heartbeat_interval: Optional[int] = 60,
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(url, engine_kwargs=dict(engine_kwargs), heartbeat_interval=heartbeat_interval,
-                                  grace_period=grace_period, heartbeat_stale_trial_callback=report_stale_trial)
+                storage = RDBStorage(url, engine_kwargs=dict(engine_kwargs), heartbeat_interval=heartbeat_interval,
+                                     grace_period=grace_period, heartbeat_stale_trial_callback=report_stale_trial)
+            if sqlite is not None:
+                _begin_immediate(storage.engine)
+            return storage
         except ImportError as err:
             scheme = url.partition("://")[0]
             hint = POSTGRES_INSTALL if scheme == POSTGRES_DRIVER else f"install the driver that {scheme} names"
@@ -183,6 +186,28 @@ def make_storage(url: str, *, heartbeat_interval: Optional[int] = 60,
         except sqlalchemy.exc.OperationalError as err:
             raise ValueError(f"--storage {display_url(url)}: cannot open the database: "
                              f"{_first_line(err)}") from None
+
+
+def _begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
+    """Make every transaction of an SQLite ``engine`` take the database's write lock when it begins.
+
+    Optuna pops a waiting trial by reading that it is ``WAITING`` and marking it ``RUNNING`` in one session, with a
+    row lock (``SELECT ... FOR UPDATE``) that SQLite does not have; and Python's sqlite3 driver begins a
+    transaction only at the first write, so two workers can both read ``WAITING`` and both run the trial. With
+    ``BEGIN IMMEDIATE`` the read and the write are one locked transaction (SQLAlchemy's recipe for pysqlite's
+    transactions: the driver's own ``BEGIN`` switched off, SQLAlchemy's emitted instead). Transactions of
+    other workers wait for the lock (up to :data:`SQLITE_TIMEOUT` seconds) instead of interleaving.
+    """
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _driver_begins_nothing(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_with_the_write_lock(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened while creating the tables predate the hooks
 
 
 def _first_line(err: Exception) -> str:

@@ -451,7 +451,9 @@ class RMN(DDPG):
         L = self.recipe.window
         context = self._context(batch, L)
         if self.recipe.critic == "gradient":
-            return (self.critic(context, m.detach()).detach() * m).sum(dim=(1, 2)) / self.value_scale
+            with torch.no_grad():  # G is held fixed: no graph through the critic
+                g = self.critic(context, m)
+            return (g * m).sum(dim=(1, 2)) / self.value_scale
         next_parts = self.actor(batch.segments[:, L], m)
         m_next = self._same_step_view(m, next_parts, write(m, next_parts))
         return self.critic(context, m_next).squeeze(-1)
