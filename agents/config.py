@@ -391,6 +391,12 @@ class RMNConfig(Part):
     critic: CriticKind = "value"
     """'value': Q(e_t, m_t) by TD (the paper); 'gradient': the value's gradient dV/dm_t by bootstrapped
     vector-Jacobian TD through one write (dual heuristic programming), which the writer follows"""
+    critic_ensemble: int = 1
+    """'gradient': this many critic networks, initialised apart and trained on the same targets; the writer and
+    the bootstrap follow their mean, whose error is smaller than one network's (1: one network)"""
+    critic_steps: int = 1
+    """'gradient': writes of the target writer the critic's target runs through before it bootstraps (n-step
+    value-gradient TD: credit moves n steps back per bootstrap; 1: one-step)"""
     history_decay: float = 0.0
     """the critic also sees a running mean of the movie's segment embeddings with this decay (0: not; the critic
     is used only in training, so it may see any causal summary of the movie so far)"""
@@ -417,6 +423,14 @@ class RMNConfig(Part):
         check_positive("critic_weight", self.critic_weight, strict=False)
         check_count("critic_warmup", self.critic_warmup, "none")
         check_choice("critic", self.critic, CRITIC_KINDS)
+        if check_count("critic_ensemble", self.critic_ensemble, "none") < 1:
+            raise ValueError(f"critic_ensemble must be >= 1, got {self.critic_ensemble}")
+        if check_count("critic_steps", self.critic_steps, "none") < 1:
+            raise ValueError(f"critic_steps must be >= 1, got {self.critic_steps}")
+        for name, value in (("critic_ensemble", self.critic_ensemble), ("critic_steps", self.critic_steps)):
+            if value > 1 and self.critic != "gradient":
+                raise ValueError(f"{name}={value} needs critic='gradient' (the value critic is one network trained by "
+                                 "one-step TD)")
         if not (isinstance(self.history_decay, (int, float)) and 0 <= self.history_decay < 1):
             raise ValueError(f"history_decay must lie in [0, 1) (0: no history input), got {self.history_decay!r}")
         if self.long_range.jump_mode == "adjoint" and self.long_range.jump_weight > 0 and \

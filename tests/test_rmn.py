@@ -1164,3 +1164,88 @@ def test_the_gradient_critic_learns_the_value_gradient_bootstrapped_through_one_
     model.save(tmp_path / "g.zip")
     loaded = RMN.load(tmp_path / "g.zip", device="cpu")
     assert loaded.policy.critic_kind == "gradient" and loaded.policy.history and float(loaded.critic.scale) == 3.0
+
+
+def test_the_gradient_critics_n_step_target_is_the_adjoint_recursion_through_n_writes_then_the_bootstrap():
+    """``critic_steps=n``: the target runs the target writer ``n`` writes from ``m_{t-1}`` and carries the scaled
+    rewards and then ``gamma^n G'`` back through each write's full Jacobian, with nothing after the movie's end."""
+    n = 3
+    env = LiRISMemoryEnv(dataset_options={**SMALL_SYNTHETIC, "length": 40, "dependency_distance": 20}, n_slots=4,
+                         memory_dim=8)
+    model = tiny_agent(env, learning_starts=20, critic="gradient", history_decay=0.5, gamma=0.9, value_scale=0.1,
+                       critic_steps=n)
+    model.learn(150)
+    s, gamma = model.value_scale, model.gamma
+    for batch in (model.replay_buffer.sample_windows(4, n), ends_within(model.replay_buffer, n)):
+        _, _, target_ms = model._critic_loss(batch)
+        m_prev = model._start_memory(batch.prev_memory, batch.starts_movie).detach()
+        targets = []
+        for b in range(len(m_prev)):
+            ms, jacobians = [m_prev[b:b + 1]], []
+            for i in range(n):
+                e = batch.segments[b:b + 1, i]
+
+                def step(m, e=e):
+                    return write(m, model.actor_target(e, m))
+
+                jacobians.append(torch.autograd.functional.jacobian(step, ms[-1]).reshape(ms[-1].numel(), -1))
+                ms.append(step(ms[-1]).detach())
+            last = n - 1
+            carried = (batch.alive[b, last] * (1 - batch.dones[b, last])) * \
+                model.critic_target(model._context(batch, n)[b:b + 1], ms[-1]).reshape(-1)
+            for i in reversed(range(n)):  # the adjoint recursion, from the bootstrap back to m_{t-1}
+                m = ms[i + 1].clone().requires_grad_(True)
+                dr = torch.autograd.grad(model._reward(batch.segments[b:b + 1, i], m,
+                                                       batch.targets[b:b + 1, i]).sum(), m)[0]
+                carried = jacobians[i].T @ (batch.alive[b, i] * s * dr.reshape(-1) + gamma * carried)
+            targets.append(carried)
+        assert target_ms == pytest.approx(float(torch.stack(targets).square().mean()), rel=1e-4)
+    with pytest.raises(ValueError, match="critic_steps"):
+        tiny_agent(critic="value", critic_steps=2)
+
+
+def ends_within(buffer, n):
+    """Windows of ``n`` steps in which a movie ends before the last step (rewards after it must not count)."""
+    for _ in range(50):
+        batch = buffer.sample_windows(64, n)
+        cut = (batch.alive[:, -1] == 0).nonzero().flatten()
+        if len(cut):
+            return batch._replace(**{k: None if v is None else v[cut[:2]]
+                                     for k, v in batch._asdict().items()})
+    raise AssertionError("no window crosses a movie's end")
+
+
+def test_an_ensemble_of_gradient_critics_trains_every_member_on_the_same_target_and_follows_their_mean(
+        tmp_path, monkeypatch):
+    """``critic_ensemble``: networks initialised apart, each regressing the one bootstrapped target; ``G``, which
+    the writer and the bootstrap follow, is the scale times their mean; rescaling keeps every member's outputs;
+    saving keeps the ensemble; a value critic refuses it."""
+    model = tiny_agent(learning_starts=20, critic="gradient", history_decay=0.5, gamma=0.9, value_scale=0.1,
+                       critic_ensemble=3)
+    model.learn(200)
+    critic = model.critic
+    assert critic.members == model.critic_target.members == 3
+    batch = model.replay_buffer.sample_windows(4, 1)
+    c, m = model._context(batch, 0), model._start_memory(batch.prev_memory, batch.starts_movie).detach()
+    with torch.no_grad():
+        members = critic.member_outputs(c, m)
+        assert members.shape == (3, *m.shape) and not torch.allclose(members[0], members[1])  # learned apart
+        torch.testing.assert_close(critic(c, m), critic.scale * members.mean(dim=0))
+
+    # the loss is the mean of every member's own loss towards the same target
+    full = model._critic_loss(batch)[0]
+    alone = []
+    for k in range(3):
+        monkeypatch.setattr(critic, "member_outputs", lambda context, memory, k=k: members[k:k + 1])
+        alone.append(model._critic_loss(batch)[0])
+    monkeypatch.undo()
+    torch.testing.assert_close(full, torch.stack(alone).mean())
+
+    with torch.no_grad():
+        before = critic.member_outputs(c, m) * critic.scale
+        critic.rescale(2.0)
+        torch.testing.assert_close(critic.member_outputs(c, m) * critic.scale, before)
+    model.save(tmp_path / "e.zip")
+    assert RMN.load(tmp_path / "e.zip", device="cpu").critic.members == 3
+    with pytest.raises(ValueError, match="critic_ensemble"):
+        tiny_agent(critic="value", critic_ensemble=2)

@@ -142,7 +142,23 @@ class AfterstateCritic(nn.Module):
         return self.value(pooled)  # (B, 1)
 
 
-class AfterstateGradientCritic(nn.Module):
+class GradientMember(nn.Module):
+    """One network of a value-gradient critic: slot features of ``[c, m(n), ...]`` -> ``(B, N, d)``, with its last
+    layer at zero."""
+
+    def __init__(self, context_dim: int, n_slots: int, memory_dim: int, hidden: Sequence[int]):
+        super().__init__()
+        self.features = SlotFeatures(context_dim, n_slots, memory_dim, hidden)
+        self.head = nn.Linear(self.features.out_dim, memory_dim)
+        with torch.no_grad():
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+
+    def forward(self, context: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(context, memory))
+
+
+class AfterstateGradientCritic(GradientMember):
     """``G(c_{t+1}, m_t)``: the gradient of the (scaled) value of the memory after the write, one ``d`` vector
     per slot, ``(B, N, d)``: the critic of value-gradient learning (dual heuristic programming).
 
@@ -154,22 +170,35 @@ class AfterstateGradientCritic(nn.Module):
     normalisation that preserves the outputs, as PopArt does for values, van Hasselt et al. 2016): value gradients
     are small numbers whose size changes as the predictor learns, and without it Adam's steps, whose size does not
     follow the loss's scale, would leave the critic's noise far above the gradients it should carry.
+
+    With ``members > 1`` it is an ensemble: networks initialised apart, each trained on the same targets
+    (:meth:`member_outputs`), whose mean is ``G``. Their fitting errors differ, so the mean's error is smaller than
+    one network's, which matters where the true gradient is small and the critic's error is what the writer would
+    follow. The first member is this module's own ``features`` and ``head`` (a one-member critic is one network).
     """
 
-    def __init__(self, context_dim: int, n_slots: int, memory_dim: int, hidden: Sequence[int] = (128, 128)):
-        super().__init__()
-        self.features = SlotFeatures(context_dim, n_slots, memory_dim, hidden)
-        self.head = nn.Linear(self.features.out_dim, memory_dim)
+    def __init__(self, context_dim: int, n_slots: int, memory_dim: int, hidden: Sequence[int] = (128, 128),
+                 members: int = 1):
+        super().__init__(context_dim, n_slots, memory_dim, hidden)
+        self.others = nn.ModuleList(GradientMember(context_dim, n_slots, memory_dim, hidden)
+                                    for _ in range(int(members) - 1))
         self.register_buffer("scale", torch.ones(()))
         self.register_buffer("mean_square", torch.zeros(()))  # running mean of the targets' squares
         self.register_buffer("weight", torch.zeros(()))  # its bias correction: the running mean of ones
-        with torch.no_grad():
-            self.head.weight.zero_()
-            self.head.bias.zero_()
+
+    @property
+    def members(self) -> int:
+        """The ensemble's size."""
+        return 1 + len(self.others)
+
+    def member_outputs(self, context: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """Each member's ``G / scale``, ``(members, B, N, d)`` (what each network is trained on)."""
+        own = super().forward(context, memory)
+        return torch.stack([own] + [m(context, memory) for m in self.others]) if self.others else own.unsqueeze(0)
 
     def normalised(self, context: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        """``G / scale`` (what the network is trained on)."""
-        return self.head(self.features(context, memory))
+        """``G / scale``: the members' mean."""
+        return self.member_outputs(context, memory).mean(dim=0)
 
     def forward(self, context: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         return self.scale * self.normalised(context, memory)
@@ -186,10 +215,11 @@ class AfterstateGradientCritic(nn.Module):
 
     @torch.no_grad()
     def rescale(self, new_scale: float) -> None:
-        """Set ``scale``, keeping the outputs: the last layer is multiplied by ``old / new``."""
+        """Set ``scale``, keeping the outputs: every member's last layer is multiplied by ``old / new``."""
         ratio = float(self.scale) / new_scale
-        self.head.weight.mul_(ratio)
-        self.head.bias.mul_(ratio)
+        for head in [self.head] + [m.head for m in self.others]:
+            head.weight.mul_(ratio)
+            head.bias.mul_(ratio)
         self.scale.fill_(new_scale)
 
 

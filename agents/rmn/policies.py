@@ -38,6 +38,7 @@ class RMNPolicy(BasePolicy):
         Default: ``MemoryConfig()``
     :param n_targets: number of predicted targets
     :param critic: what the critic learns: ``"value"`` (``Q``) or ``"gradient"`` (``dV/dm``, per slot)
+    :param critic_members: the value-gradient critic's ensemble size (``RMNConfig.critic_ensemble``)
     :param history: whether the critic's context also holds the running mean of the movie's segment embeddings
         (``RMNConfig.history_decay > 0``); only the critic sees it, the writer and the predictor do not
     :param write_top_k_weight: the share of the top-k write in the attention, against the full softmax (1: the
@@ -61,6 +62,7 @@ class RMNPolicy(BasePolicy):
         memory: Union[MemoryConfig, dict, None] = None,
         n_targets: int = 2,
         critic: str = "value",
+        critic_members: int = 1,
         history: bool = False,
         write_top_k_weight: float = 1.0,
         encoder_spec: Optional[dict] = None,
@@ -86,6 +88,7 @@ class RMNPolicy(BasePolicy):
         self.memory = memory
         self.n_targets = int(n_targets)
         self.critic_kind = check_choice("critic", critic, CRITIC_KINDS)
+        self.critic_members = int(critic_members)
         self.history = bool(history)
         self.erase_bias = memory.erase_biases()
         self.write_top_k_weight = float(write_top_k_weight)
@@ -102,8 +105,8 @@ class RMNPolicy(BasePolicy):
         data = super()._get_constructor_parameters()
         data.update(lr_schedule=self._dummy_schedule,  # not needed to load the policy alone (as SB3's policies)
                     memory=self.memory, n_targets=self.n_targets, critic=self.critic_kind,
-                    history=self.history, write_top_k_weight=self.write_top_k_weight,
-                    encoder_spec=self.encoder_spec)
+                    critic_members=self.critic_members, history=self.history,
+                    write_top_k_weight=self.write_top_k_weight, encoder_spec=self.encoder_spec)
         return data
 
     # ---- one factory method per network ----------------------------------------------------------------
@@ -115,8 +118,11 @@ class RMNPolicy(BasePolicy):
 
     def make_critic(self) -> Union[AfterstateCritic, AfterstateGradientCritic]:
         context_dim = self.embed_dim * (2 if self.history else 1)
-        kind = AfterstateGradientCritic if self.critic_kind == "gradient" else AfterstateCritic
-        return kind(context_dim, self.n_slots, self.memory_dim, list(self.memory.net_arch)).to(self.device)
+        hidden = list(self.memory.net_arch)
+        if self.critic_kind == "gradient":
+            return AfterstateGradientCritic(context_dim, self.n_slots, self.memory_dim, hidden,
+                                            self.critic_members).to(self.device)
+        return AfterstateCritic(context_dim, self.n_slots, self.memory_dim, hidden).to(self.device)
 
     def make_predictor(self) -> MemoryPredictor:
         m = self.memory

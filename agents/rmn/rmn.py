@@ -9,9 +9,10 @@ The actor writes the memory, the critic values the memory *after* the write, and
   ``m_t = T(m_{t-1}, mu(e_t, m_{t-1}))``; ``m0`` is trained through the first write of each movie.
 
 With ``recipe.critic="gradient"`` the critic learns the value's gradient ``G(c_t, m_{t-1}) = s dV/dm_{t-1}`` instead,
-by a bootstrapped vector-Jacobian product through one write (dual heuristic programming), and the actor follows
-``gamma G(c_{t+1}, m_t) / s`` through its write; the critic's context ``c`` may add a running mean of the movie so far
-(``recipe.history_decay``).
+by a bootstrapped vector-Jacobian product through one write, or ``recipe.critic_steps`` writes (dual heuristic
+programming), and the actor follows ``gamma G(c_{t+1}, m_t) / s`` through its write; the critic's context ``c`` may add
+a running mean of the movie so far (``recipe.history_decay``), and ``G`` may be the mean of an ensemble
+(``recipe.critic_ensemble``).
 
 Beyond the paper, the recipe (:class:`~agents.config.RMNConfig`, explained in ``docs/recipe.md``) adds a
 long-range loss (:mod:`agents.rmn.long_range`), a periodic refresh of the stored memories with the current writer
@@ -117,7 +118,8 @@ class RMN(DDPG):
             recipe = TrainConfig.from_dict({"rmn": recipe}, "recipe").rmn
         recipe = RMNConfig() if recipe is None else recipe
         # the recipe decides what the critic learns and sees
-        policy_kwargs = {**(policy_kwargs or {}), "critic": recipe.critic, "history": recipe.history_decay > 0}
+        policy_kwargs = {**(policy_kwargs or {}), "critic": recipe.critic,
+                         "critic_members": recipe.critic_ensemble, "history": recipe.history_decay > 0}
         super().__init__(
             policy, env, learning_rate=learning_rate, buffer_size=buffer_size, learning_starts=learning_starts,
             batch_size=batch_size, tau=tau, gamma=gamma, train_freq=train_freq, gradient_steps=gradient_steps,
@@ -275,7 +277,7 @@ class RMN(DDPG):
             self._n_updates += 1
             if self._refresh_due():
                 self.refresh(movies=self.recipe.refresh.refresh_movies)
-            batch = self.replay_buffer.sample_windows(batch_size, self.recipe.window)
+            batch = self.replay_buffer.sample_windows(batch_size, max(self.recipe.window, self.recipe.critic_steps))
             long_range = None if self.long_range is None else \
                 self.long_range.sample(self.replay_buffer, batch_size, self._same_step_weight)
 
@@ -390,26 +392,32 @@ class RMN(DDPG):
         targets' mean square.
 
         ``G(c_t, m_{t-1})`` learns ``s dW/dm_{t-1}``, ``W`` the discounted sum of the rewards from step ``t`` on and
-        ``s`` the value scale, towards the one-step target
+        ``s`` the value scale, towards the ``n``-step target (``n = recipe.critic_steps``)
 
-            ``(dm_t / dm_{t-1})^T [s dr_t/dm_t + gamma (1 - done_t) G'(c_{t+1}, m_t)]``,
-            ``m_t = T(m_{t-1}, mu'(e_t, m_{t-1}))``,
+            ``d/dm_{t-1} [s sum_{i<n} gamma^i r_{t+i}(m_{t+i}) + gamma^n <G'(c_{t+n}, m_{t+n-1}), m_{t+n-1}>]``,
+            ``m_{t+i} = T(m_{t+i-1}, mu'(e_{t+i}, m_{t+i-1}))``,
 
-        one vector-Jacobian product through one write of the target writer (its decision's dependence on the
-        memory included): the adjoint recursion of BPTT with its tail bootstrapped by the target critic, so the
-        cost of an update does not depend on the movie's length.
+        with ``G'`` held fixed and nothing after the movie's end: one vector-Jacobian product through ``n`` writes of
+        the target writer (their decisions' dependence on the memory included). For ``n = 1`` it is
+        ``(dm_t / dm_{t-1})^T [s dr_t/dm_t + gamma G'(c_{t+1}, m_t)]``, the adjoint recursion of BPTT with its tail
+        bootstrapped by the target critic; either way the cost of an update does not depend on the movie's length.
         """
         m_prev = self._start_memory(batch.prev_memory, batch.starts_movie).detach().requires_grad_(True)
-        e, y = batch.segments[:, 0], batch.targets[:, 0]
-        m = write(m_prev, self.actor_target(e, m_prev))
+        m, carried, discount = m_prev, torch.zeros((), device=m_prev.device), 1.0
+        for i in range(self.recipe.critic_steps):
+            e = batch.segments[:, i]
+            m = write(m, self.actor_target(e, m))
+            reward = batch.alive[:, i] * self._reward(e, m, batch.targets[:, i])
+            carried = carried + discount * self.value_scale * reward.sum()
+            discount *= self.gamma
+        last = self.recipe.critic_steps - 1
         with torch.no_grad():
-            keep = (1.0 - batch.dones[:, 0])[:, None, None]
-            g_next = keep * self.critic_target(self._context(batch, 1), m)
-        carried = self.value_scale * self._reward(e, m, y).sum() + self.gamma * (g_next * m).sum()
-        target = torch.autograd.grad(carried, m_prev)[0]
-        g = self.critic.normalised(self._context(batch, 0), m_prev.detach())
-        loss = F.mse_loss(g, target / self.critic.scale)
-        return loss, (g.detach() * self.critic.scale).abs().mean().item(), float((target ** 2).mean())
+            keep = (batch.alive[:, last] * (1.0 - batch.dones[:, last]))[:, None, None]
+            g_next = keep * self.critic_target(self._context(batch, last + 1), m)
+        target = torch.autograd.grad(carried + discount * (g_next * m).sum(), m_prev)[0]
+        g = self.critic.member_outputs(self._context(batch, 0), m_prev.detach())  # every member, the same target
+        loss = F.mse_loss(g, (target / self.critic.scale).expand_as(g))
+        return loss, (g.detach().mean(dim=0) * self.critic.scale).abs().mean().item(), float((target ** 2).mean())
 
     def _actor_loss(self, batch: WindowSamples) -> tuple[torch.Tensor, float, dict]:
         """``-(sum_i gamma^i r_{s+i} + gamma^L Q(e_{s+L}, T(m_{s+L-1}, mu(...))))`` over the window of ``L =
@@ -421,8 +429,8 @@ class RMN(DDPG):
         """
         m = self._start_memory(batch.prev_memory, batch.starts_movie)
         loss = torch.zeros((), device=m.device)
-        discount, maes = 1.0, []
-        for i in range(self.recipe.window):
+        discount, maes, L = 1.0, [], self.recipe.window
+        for i in range(L):
             e = batch.segments[:, i]
             parts = self.actor(e, m)
             written = write(m, parts)
@@ -431,7 +439,7 @@ class RMN(DDPG):
             maes.append(-r.detach().mean().item())
             m = written
             discount *= self.gamma
-        keep_going = batch.alive[:, -1] * (1.0 - batch.dones[:, -1])
+        keep_going = batch.alive[:, L - 1] * (1.0 - batch.dones[:, L - 1])
         bootstrap = self._critic_weight() * discount * (keep_going * self._future(batch, m)).mean()
         terms = {"reward": loss, "critic": -bootstrap}
         return loss - bootstrap, float(np.mean(maes)), terms
