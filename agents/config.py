@@ -100,6 +100,13 @@ def check_positive(name: str, value, strict: bool = True):
     return value
 
 
+def check_at_least_one(name: str, value) -> int:
+    """``value`` as an int if it is a whole number ``>= 1``, else a ``ValueError`` naming ``name``."""
+    if check_count(name, value, "none") < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
 def check_sizes(name: str, sizes, allow_empty: bool = True) -> tuple:
     """``sizes`` as a tuple of whole numbers ``>= 1`` (layer sizes)."""
     sizes = (sizes,) if np.isscalar(sizes) else tuple(sizes)
@@ -175,8 +182,7 @@ class EncoderConfig(Part):
     """epochs of the encoder's pretraining"""
 
     def check(self) -> None:
-        if check_count("encoder_hidden", self.encoder_hidden, "none") < 1:
-            raise ValueError(f"encoder_hidden must be >= 1, got {self.encoder_hidden}")
+        check_at_least_one("encoder_hidden", self.encoder_hidden)
         check_positive("encoder_reconstruction", self.encoder_reconstruction, strict=False)
         check_count("encoder_epochs", self.encoder_epochs, "no pretraining")
 
@@ -334,8 +340,7 @@ class LongRangeConfig(Part):
 
     def check(self) -> None:
         check_positive("jump_weight", self.jump_weight, strict=False)
-        if check_count("jump_distance", self.jump_distance, "none") < 1:
-            raise ValueError(f"jump_distance must be >= 1, got {self.jump_distance}")
+        check_at_least_one("jump_distance", self.jump_distance)
         check_choice("jump_mode", self.jump_mode, JUMP_MODES)
         check_count("jump_reads", self.jump_reads, "none")
         check_choice("jump_spacing", self.jump_spacing, SPACINGS)
@@ -418,15 +423,12 @@ class RMNConfig(Part):
         check_choice("reward", self.reward, REWARD_ERRORS)
         self.same_step_credit = check_weight("same_step_credit", self.same_step_credit)
         self.write_top_k_weight = check_weight("write_top_k_weight", self.write_top_k_weight)
-        if check_count("window", self.window, "none") < 1:
-            raise ValueError(f"window must be >= 1, got {self.window}")
+        check_at_least_one("window", self.window)
         check_positive("critic_weight", self.critic_weight, strict=False)
         check_count("critic_warmup", self.critic_warmup, "none")
         check_choice("critic", self.critic, CRITIC_KINDS)
-        if check_count("critic_ensemble", self.critic_ensemble, "none") < 1:
-            raise ValueError(f"critic_ensemble must be >= 1, got {self.critic_ensemble}")
-        if check_count("critic_steps", self.critic_steps, "none") < 1:
-            raise ValueError(f"critic_steps must be >= 1, got {self.critic_steps}")
+        check_at_least_one("critic_ensemble", self.critic_ensemble)
+        check_at_least_one("critic_steps", self.critic_steps)
         for name, value in (("critic_ensemble", self.critic_ensemble), ("critic_steps", self.critic_steps)):
             if value > 1 and self.critic != "gradient":
                 raise ValueError(f"{name}={value} needs critic='gradient' (the value critic is one network trained by "
@@ -487,8 +489,7 @@ class RunConfig(Part):
 
     def check(self) -> None:
         check_count("seed", self.seed, "seed 0")
-        if check_count("threads", self.threads, "none") < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        check_at_least_one("threads", self.threads)
         check_count("eval_every", self.eval_every, "only at the end")
         check_count("checkpoint_every", self.checkpoint_every, "none")
         check_choice("select_on", self.select_on, SELECT_ON)
