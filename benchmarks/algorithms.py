@@ -65,7 +65,7 @@ from benchmarks.common import BASELINE_MODELS, BaselineSizes, benchmark_parser, 
     report
 from benchmarks.curves import METRICS, curve_table, plot_curves
 from tuning.storage import display_url, fail_running_trials, file_lock, lock_file_for, make_storage, \
-    open_study, resolve_storage_url
+    open_study, resolve_storage_url, settings_diff
 
 #: method -> the RMN recipe it trains
 RMN_RECIPES: Mapping[str, str] = MappingProxyType({"rmn": "default", "rmn-rl": "rl", "rmn-paper": "paper"})
@@ -93,6 +93,9 @@ REAL_RUN_COLUMNS = ["method", "kind", "algo", "recipe", "seed", "timesteps", "ep
 SYNTHETIC = "synthetic"
 #: the file a finished run writes last into its directory: its row, curve and settings digest
 RECORD_FILE = "benchmark.json"
+#: the settings only the RL methods read (their budget), and those only the supervised baselines read
+RL_FIELDS = ("timesteps", "eval_every")
+SUPERVISED_FIELDS = tuple(f.name for f in dataclasses.fields(BaselineSizes))
 
 
 @dataclass
@@ -109,8 +112,10 @@ class AlgorithmBenchmarkSettings(BaselineSizes):
         dataset, its reader options (e.g. ``{"manifest": "ceap360vr"}``)
     :param encoder: ``"lstm"`` (pretrained once per seed, shared), ``"pooling"`` or an encoder file
     :param overrides: :class:`~agents.config.TrainConfig` fields imposed on every method (e.g. ``learning_starts``)
-    :param epochs: the supervised baselines' most passes over the train split (10: on the short preset a million
-        segments, 50 times the RL methods' 20,000 env steps), with early stopping after ``patience``
+    :param epochs: the supervised baselines' most passes over the train split: 100, as many as the ``rmn``
+        recipe's own writer pretraining by BPTT gets, with early stopping after ``patience`` epochs without a
+        better validation MSE (25: a memory net by BPTT can stall for 20 epochs before it learns the long
+        dependencies)
     """
 
     methods: tuple = METHODS
@@ -125,14 +130,18 @@ class AlgorithmBenchmarkSettings(BaselineSizes):
     encoder: str = "lstm"
     overrides: dict = field(default_factory=dict)
     device: str = "cpu"
-    epochs: int = 10
-    patience: int = 3
+    epochs: int = 100
+    patience: int = 25
 
-    def identity(self) -> dict:
-        """The settings that make a run what it is (all but ``methods`` and ``seeds``), as plain JSON values: a
-        study's fixed attributes, and the digest a finished run records. ``dataset`` is left out when synthetic, so
+    def identity(self, kind: Optional[str] = None) -> dict:
+        """The settings that make a run what it is, as plain JSON values: all but ``methods`` and ``seeds`` (a
+        study's settings); for ``kind`` ``"rl"`` or ``"supervised"`` only those the runs of that kind read (no
+        :data:`SUPERVISED_FIELDS` for the RL methods, no :data:`RL_FIELDS` for the baselines: a new budget of one
+        kind does not retrain the other); ``"shared"``: neither. ``dataset`` is left out when synthetic, so
         synthetic benchmarks keep the identity (and the studies and finished runs) they had before it existed."""
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("methods", "seeds")}
+        drop = {"methods", "seeds", *(() if kind in (None, "supervised") else SUPERVISED_FIELDS),
+                *(() if kind in (None, "rl") else RL_FIELDS)}
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in drop}
         if out["dataset"] == SYNTHETIC:
             del out["dataset"]
         return json.loads(json.dumps(out))
@@ -142,8 +151,9 @@ class AlgorithmBenchmarkSettings(BaselineSizes):
         """Whether the runs read a synthetic preset (with references and ``gap_closed``)."""
         return self.dataset == SYNTHETIC
 
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]
+    def digest(self, kind: Optional[str] = None) -> str:
+        """A short hash of :meth:`identity` (of ``kind``): what a finished run's record names."""
+        return hashlib.sha256(json.dumps(self.identity(kind), sort_keys=True).encode()).hexdigest()[:12]
 
 
 def preset_settings(preset: str = DEFAULT_ENV_ID) -> AlgorithmBenchmarkSettings:
@@ -321,14 +331,16 @@ def run_method(method: str, seed: int, s: AlgorithmBenchmarkSettings, out: Path)
     cfg = method_config(method, s, seed, path, seed_encoder(s, seed, out))
     start = time.time()
     summary = train(cfg, progress=False)
-    record = {"settings": s.digest(), "row": run_row(method, seed, summary, time.time() - start),
+    record = {"settings": s.digest(method_kind(method)), "row": run_row(method, seed, summary, time.time() - start),
               "curve": read_curve(path / "eval_log.csv")}
     atomic_write_text(path / RECORD_FILE, json.dumps(record, indent=1) + "\n")
     return record
 
 
 def load_record(out: Path, method: str, seed: int, s: AlgorithmBenchmarkSettings) -> Optional[dict]:
-    """The record of a finished run of ``method`` and ``seed`` made with these settings, else ``None``."""
+    """The record of a finished run of ``method`` and ``seed`` made with the settings its kind reads
+    (:meth:`~AlgorithmBenchmarkSettings.identity`), else ``None``. Records made before runs named their kind's
+    settings name all of them: they match when every setting is the same."""
     path = run_dir(out, method, seed) / RECORD_FILE
     if not path.exists():
         return None
@@ -336,7 +348,7 @@ def load_record(out: Path, method: str, seed: int, s: AlgorithmBenchmarkSettings
         record = json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
-    return record if record.get("settings") == s.digest() else None
+    return record if record.get("settings") in (s.digest(method_kind(method)), s.digest()) else None
 
 
 def benchmark_pairs(s: AlgorithmBenchmarkSettings) -> list:
@@ -365,14 +377,34 @@ class FailedElsewhere(RuntimeError):
 
 def open_benchmark_study(s: AlgorithmBenchmarkSettings, storage: str, study_name: str, out: Path,
                          heartbeat_interval: Optional[int] = 60, grace_period: Optional[int] = None) -> optuna.Study:
-    """The benchmark's study in ``storage`` (created, or loaded when it exists): its settings
-    (:meth:`~AlgorithmBenchmarkSettings.identity`) are the study's user attributes, and a worker with other
-    settings is refused (an error naming the field)."""
+    """The benchmark's study in ``storage`` (created, or loaded when it exists). A new study stores the settings
+    (:meth:`~AlgorithmBenchmarkSettings.identity`) as its user attribute ``settings``; a worker whose shared
+    settings (``identity("shared")``: data, memory size, encoder, overrides, device) differ from the study's is
+    refused, with an error naming the field. The budget of either kind (:data:`RL_FIELDS`,
+    :data:`SUPERVISED_FIELDS`) may change: each trial names the settings of its run (:func:`trial_settings`), so
+    only the runs of the kind whose budget changed run again."""
     url = resolve_storage_url(storage, out)
     Path(out).mkdir(parents=True, exist_ok=True)
-    return open_study(study_name, url, out, direction="minimize", heartbeat_interval=heartbeat_interval,
-                      grace_period=grace_period,
-                      user_attrs={"benchmark": "benchmarks.algorithms", "settings": s.identity()})
+    study = open_study(study_name, url, out, direction="minimize", heartbeat_interval=heartbeat_interval,
+                       grace_period=grace_period, user_attrs={"benchmark": "benchmarks.algorithms"},
+                       initial_attrs={"settings": s.identity()})
+    theirs, mine = study_settings(study).identity("shared"), s.identity("shared")
+    if theirs != mine:
+        raise ValueError(f"study {study_name!r} in {display_url(url)} was created with {settings_diff(theirs, mine)}: "
+                         "use the same data, memory, encoder and overrides to add runs to it, or another "
+                         "--study-name / --out")
+    return study
+
+
+def study_settings(study: optuna.Study) -> AlgorithmBenchmarkSettings:
+    """The settings the benchmark study was created with (its user attribute ``settings``).
+
+    :raises ValueError: naming the study, if it is not a benchmark study (another tool's study of that name)
+    """
+    if "settings" not in study.user_attrs:
+        raise ValueError(f"study {study.study_name!r} is not a benchmarks.algorithms study (it has no settings): "
+                         "give another --study-name")
+    return AlgorithmBenchmarkSettings(**study.user_attrs["settings"])
 
 
 def load_benchmark_study(url: str, study_name: str) -> optuna.Study:
@@ -397,35 +429,50 @@ def _pair(trial) -> tuple:
     return attrs.get("method"), attrs.get("seed")
 
 
-def enqueue_missing(study: optuna.Study, pairs: Sequence[tuple], rerun: bool = False) -> list:
-    """Enqueue a trial for each pair that needs one; return the pairs enqueued.
+def trial_settings(trial, created: AlgorithmBenchmarkSettings) -> dict:
+    """The settings the run of a (method, seed) trial reads: those it names (user attribute ``settings``, the
+    identity of its method's kind), or for a trial made before trials named them, those of the study it is in
+    (``created``: :func:`study_settings`)."""
+    return trial.user_attrs.get("settings") or created.identity(method_kind(_pair(trial)[0]))
 
-    A pair needs one when it has no ``COMPLETE`` trial (or ``rerun``) and no trial waiting or running for that
-    result. Each enqueued trial records ``requested``, the number of the pair's latest complete trial then (-1:
-    none), which :func:`is_duplicate` uses. Failed trials (a killed worker's, once its heartbeat is stale) leave
-    their pair without a live trial, so the pair is enqueued again. Call it under the storage's file lock.
+
+def enqueue_missing(study: optuna.Study, s: AlgorithmBenchmarkSettings, rerun: bool = False) -> list:
+    """Enqueue a trial for each pair of ``s`` that needs one; return the pairs enqueued.
+
+    A pair needs one when it has no ``COMPLETE`` trial with the settings of its kind in ``s`` (or ``rerun``) and
+    no trial with them waiting or running for that result. Each enqueued trial records those ``settings`` and
+    ``requested``, the number of the pair's latest such complete trial then (-1: none), which :func:`is_duplicate`
+    uses. Failed trials (a killed worker's, once its heartbeat is stale) leave their pair without a live trial, so
+    the pair is enqueued again. Call it under the storage's file lock.
     """
-    trials = study.get_trials(deepcopy=False)
+    created = study_settings(study)
+    trials = [t for t in study.get_trials(deepcopy=False) if _pair(t)[0] is not None]
     added = []
-    for method, seed in pairs:
-        mine = [t for t in trials if _pair(t) == (method, seed)]
+    for method, seed in benchmark_pairs(s):
+        wanted = s.identity(method_kind(method))
+        mine = [t for t in trials if _pair(t) == (method, seed) and trial_settings(t, created) == wanted]
         latest = max((t.number for t in mine if t.state == TrialState.COMPLETE), default=-1)
         live = [t for t in mine if t.state in (TrialState.WAITING, TrialState.RUNNING)
                 and t.user_attrs.get("requested") == latest]
         if live or (latest >= 0 and not rerun):
             continue
-        study.enqueue_trial({}, user_attrs={"method": method, "seed": int(seed), "requested": latest})
+        study.enqueue_trial({}, user_attrs={"method": method, "seed": int(seed), "requested": latest,
+                                            "settings": wanted})
         added.append((method, seed))
     return added
 
 
 def is_duplicate(study: optuna.Study, trial) -> Optional[int]:
-    """The number of an earlier trial that asks for the same result as ``trial`` (same pair and ``requested``,
-    not failed or pruned), else ``None``. Workers on several machines may enqueue one pair at the same moment;
-    the trial with the lowest number runs and the others are pruned as duplicates."""
-    key = (*_pair(trial), trial.user_attrs.get("requested"))
+    """The number of an earlier trial that asks for the same result as ``trial`` (same pair, settings and
+    ``requested``, not failed or pruned), else ``None``. Workers on several machines may enqueue one pair at the
+    same moment; the trial with the lowest number runs and the others are pruned as duplicates."""
+    created = study_settings(study)
+
+    def key(t) -> tuple:
+        return (*_pair(t), t.user_attrs.get("requested"), json.dumps(trial_settings(t, created), sort_keys=True))
+
     for other in study.get_trials(deepcopy=False):
-        if other.number < trial.number and (*_pair(other), other.user_attrs.get("requested")) == key \
+        if other.number < trial.number and _pair(other)[0] is not None and key(other) == key(trial) \
                 and other.state not in (TrialState.FAIL, TrialState.PRUNED):
             return other.number
     return None
@@ -437,11 +484,14 @@ def run_worker(study: optuna.Study, s: AlgorithmBenchmarkSettings, out: Path, ur
 
     First the settings' pairs that need a run are enqueued (:func:`enqueue_missing`, under the storage's file
     lock, with ``rerun`` once); then each waiting trial is popped (atomically: one worker gets it), trained
-    (:func:`run_method`) under a heartbeat and stored: its row and curve as user attributes, the test MSE as its
-    value. Before each pop, trials whose heartbeat is older than the grace period are marked ``FAIL`` and their
-    pairs enqueued again; pairs still running in other workers are left to them.
+    (:func:`run_method`, with the settings the trial names) under a heartbeat and stored: its row and curve as
+    user attributes, the test MSE as its value. A run this worker finished in ``out`` with those settings whose
+    result the study never got (a worker killed in between, or a benchmark run without ``--storage``) is stored,
+    not trained again, unless ``rerun`` or the trial asks for a new run of a pair that has one. Before each pop,
+    trials whose heartbeat is older than the grace period are marked ``FAIL`` and their pairs enqueued again;
+    pairs still running in other workers are left to them.
     """
-    pairs = benchmark_pairs(s)
+    created = study_settings(study)
     lock = lock_file_for(url, out)
     ran: list = []
     first = True
@@ -449,7 +499,7 @@ def run_worker(study: optuna.Study, s: AlgorithmBenchmarkSettings, out: Path, ur
         with file_lock(lock), warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
-            enqueue_missing(study, pairs, rerun=rerun and first)
+            enqueue_missing(study, s, rerun=rerun and first)
         first = False
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             return len(ran)
@@ -465,7 +515,11 @@ def run_worker(study: optuna.Study, s: AlgorithmBenchmarkSettings, out: Path, ur
                 raise optuna.TrialPruned(f"{method} seed {seed}: a duplicate of trial {earlier}")
             if progress:
                 print(f"trial {trial.number}: {method} seed {seed}", file=sys.stderr, flush=True)
-            record = run_method(method, seed, s, out)
+            settings = replace(s, **trial_settings(trial, created))
+            record = None
+            if trial.user_attrs.get("requested") == -1 and not rerun:
+                record = load_record(out, method, seed, settings)
+            record = record or run_method(method, seed, settings, out)
             if study._storage.get_trial(trial._trial_id).state.is_finished():
                 failed_elsewhere.append(trial.number)
                 raise FailedElsewhere(f"trial {trial.number} ({method} seed {seed}) was marked finished by another "
@@ -486,14 +540,30 @@ def run_worker(study: optuna.Study, s: AlgorithmBenchmarkSettings, out: Path, ur
             print(f"warning: {err}", file=sys.stderr)
 
 
-def study_records(study: optuna.Study) -> tuple:
-    """``(records, pending)``: the record of each (method, seed) pair's latest ``COMPLETE`` trial, and the pairs
-    still waiting or running without a result."""
+def current_settings(study: optuna.Study) -> AlgorithmBenchmarkSettings:
+    """The settings a report of ``study`` shows: those it was created with, each kind's budget replaced by that of
+    its newest ``COMPLETE`` trial (a study whose baselines were run again with more epochs reports those)."""
+    created = study_settings(study)
+    newest: dict = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if _pair(t)[0] is not None:
+            newest[method_kind(_pair(t)[0])] = trial_settings(t, created)
+    budget = {k: v for kind, fields in (("rl", RL_FIELDS), ("supervised", SUPERVISED_FIELDS)) if kind in newest
+              for k, v in newest[kind].items() if k in fields}
+    return replace(created, **budget)
+
+
+def study_records(study: optuna.Study, s: Optional[AlgorithmBenchmarkSettings] = None) -> tuple:
+    """``(records, pending)``: the record of each (method, seed) pair's latest ``COMPLETE`` trial made with the
+    settings of its kind in ``s`` (default :func:`current_settings`), and the pairs still waiting or running with
+    them without a result."""
+    s = s or current_settings(study)
+    created = study_settings(study)
     latest: dict = {}
     pending = set()
     for t in study.get_trials(deepcopy=False):
         pair = _pair(t)
-        if pair[0] is None:
+        if pair[0] is None or trial_settings(t, created) != s.identity(method_kind(pair[0])):
             continue
         if t.state == TrialState.COMPLETE and "row" in t.user_attrs:
             if pair not in latest or t.number > latest[pair].number:
@@ -653,6 +723,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             f"{n} {PRESET_TIMESTEPS[e]:,}" for n, e in PRESET_NAMES.items()) + "; quick 2,048)")
     parser.add_argument("--eval-every", type=int, default=None, help="validate every N env steps (default: a tenth "
                         "of --timesteps)")
+    parser.add_argument("--epochs", type=int, default=None, help="the supervised baselines' most epochs (default "
+                        f"{AlgorithmBenchmarkSettings.epochs}; quick 3)")
+    parser.add_argument("--patience", type=int, default=None, help="the baselines stop after this many epochs without "
+                        f"a better validation MSE (default {AlgorithmBenchmarkSettings.patience}; quick 2)")
     parser.add_argument("--encoder", default=None, help="lstm (default; pretrained once per seed), pooling or a path")
     parser.add_argument("--rerun", action="store_true", help="train finished runs again")
     parser.add_argument("--report-only", action="store_true", help="train nothing: tables and figure from the "
@@ -695,6 +769,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.eval_every <= 0:
             raise ValueError(f"--eval-every {args.eval_every}: must be positive")
         s = replace(s, eval_every=args.eval_every)
+    for flag, name in (("--epochs", "epochs"), ("--patience", "patience")):
+        given = getattr(args, name)
+        if given is not None:
+            if given < 1:
+                raise ValueError(f"{flag} {given}: must be a whole number >= 1")
+            s = replace(s, **{name: given})
     if args.encoder:
         s = replace(s, encoder=args.encoder)
     if args.report_only and args.rerun:
@@ -717,7 +797,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     name = args.study_name or f"algorithms-{dataset_label(s)}{'-quick' if args.quick else ''}"
     if args.report_only:
         study = load_benchmark_study(url, name)
-        s = replace(AlgorithmBenchmarkSettings(**study.user_attrs["settings"]), methods=s.methods, seeds=s.seeds)
+        s = replace(current_settings(study), methods=s.methods, seeds=s.seeds)
     else:
         study = open_benchmark_study(s, url, name, args.out, args.heartbeat_interval or None, args.grace_period)
     if args.fail_running:
@@ -727,7 +807,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.report_only:
         ran = run_worker(study, s, args.out, url, rerun=args.rerun, progress=not args.no_progress)
         print(f"this worker ran {ran} run(s) of study {name!r} in {display_url(url)}", file=sys.stderr)
-    records, pending = study_records(study)
+    records, pending = study_records(study, s)
     if not records:
         raise ValueError(f"study {name!r} in {display_url(url)} has no finished run yet")
     note = f"{len(pending)} run(s) still waiting or running" if pending else ""

@@ -147,11 +147,12 @@ class FakeTrain:
     """``agents.runs.train`` in a few milliseconds: an eval log and a summary; counts the runs per (algo, seed)."""
 
     def __init__(self, seconds: float = 0.0) -> None:
-        self.seconds, self.calls, self.lock = seconds, [], threading.Lock()
+        self.seconds, self.calls, self.configs, self.lock = seconds, [], [], threading.Lock()
 
     def __call__(self, cfg, progress=True, **kw):
         with self.lock:
             self.calls.append((cfg.algo, cfg.run.seed, cfg.baseline.bptt_window))
+            self.configs.append(cfg)
         time.sleep(self.seconds)
         out = Path(cfg.run.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -202,8 +203,51 @@ def test_two_workers_share_one_sqlite_study_and_run_each_pair_once(tmp_path, mic
                                      "--out", str(report)]) == 0
     assert len(pd.read_csv(report / "algorithms_runs.csv")) == 6 and len(fake.calls) == 6
     assert pd.read_csv(report / "algorithms_curves.csv")["method"].iloc[0] == "rmn-rl"
-    # a worker with other settings is refused: the study's runs must be comparable
-    assert run_cli(algorithms.main, argv + ["--timesteps", "240", "--out", str(outs[0])]) == 2
+    # a worker with other data, memory or encoder is refused: the study's runs must be comparable
+    assert run_cli(algorithms.main, argv + ["--encoder", "lstm", "--out", str(outs[0])]) == 2
+
+
+def test_a_new_budget_of_one_kind_runs_only_that_kind_again(tmp_path, micro_quick, monkeypatch):
+    fake = FakeTrain()
+    monkeypatch.setattr(algorithms, "train", fake)
+    url = f"sqlite:///{tmp_path / 'bench.db'}"
+    argv = ["--quick", "--preset", "short", "--storage", url, "--out", str(tmp_path / "out"), "--no-progress"]
+    assert run_cli(algorithms.main, argv) == 0 and len(fake.calls) == 3
+    # more epochs for the supervised baselines: only the baseline runs again, with them
+    assert run_cli(algorithms.main, argv + ["--epochs", "4"]) == 0
+    assert [a for a, _, _ in fake.calls[3:]] == ["segment"] and fake.configs[-1].baseline.epochs == 4
+    # more env steps too: only the RL methods run again; the earlier budgets' pairs stay done
+    assert run_cli(algorithms.main, argv + ["--epochs", "4", "--timesteps", "240"]) == 0
+    assert sorted(a for a, _, _ in fake.calls[4:]) == ["ddpg", "rmn"]
+    assert all(c.algorithm.timesteps == 240 for c in fake.configs[4:])
+    assert run_cli(algorithms.main, argv) == 0 and len(fake.calls) == 6
+    # --report-only reports each kind's newest budget: the rows and the header agree
+    report = tmp_path / "report"
+    assert run_cli(algorithms.main, ["--report-only", "--storage", url, "--study-name", f"algorithms-{SHORT}-quick",
+                                     "--out", str(report)]) == 0
+    runs = pd.read_csv(report / "algorithms_runs.csv")
+    assert list(runs["method"]) == ["rmn-rl", "ddpg", "segment"] and list(runs["timesteps"].iloc[:2]) == [240, 240]
+    header = (report / "algorithms.md").read_text()
+    assert "RL methods 240 env steps" in header and "<= 4 epochs" in header
+    assert run_cli(algorithms.main, argv + ["--epochs", "0"]) == 2
+
+
+def test_a_study_stores_runs_finished_without_it_instead_of_training_them_again(tmp_path, micro_quick,
+                                                                                    monkeypatch):
+    fake = FakeTrain()
+    monkeypatch.setattr(algorithms, "train", fake)
+    url = f"sqlite:///{tmp_path / 'bench.db'}"
+    local = ["--quick", "--preset", "short", "--out", str(tmp_path / "out"), "--no-progress"]
+    assert run_cli(algorithms.main, local) == 0 and len(fake.calls) == 3
+    # the same --out with a study: the finished runs become its trials, nothing is trained
+    assert run_cli(algorithms.main, local + ["--storage", url]) == 0 and len(fake.calls) == 3
+    study = optuna.load_study(study_name=f"algorithms-{SHORT}-quick", storage=url)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert sorted(t.user_attrs["method"] for t in done) == ["ddpg", "rmn-rl", "segment"]
+    assert all(t.user_attrs["row"]["test_mse"] == 0.5 for t in done)
+    # --rerun trains what it names again, even with a finished run in --out
+    assert run_cli(algorithms.main, local + ["--storage", url, "--rerun", "--methods", "segment"]) == 0
+    assert [a for a, _, _ in fake.calls[3:]] == ["segment"]
 
 
 def test_a_killed_workers_pair_and_a_duplicated_pair_each_run_once(tmp_path, monkeypatch):
@@ -243,7 +287,7 @@ CEAP = Path(__file__).parent / "data" / "ceap360vr_subset"
 
 def test_a_synthetic_benchmarks_identity_is_what_it_was_before_real_datasets():
     # studies and finished runs of synthetic benchmarks made before --dataset existed must still match
-    s = algorithms.preset_settings("short")
+    s = replace(algorithms.preset_settings("short"), epochs=10, patience=3)  # the baselines' budget then
     assert s.dataset == "synthetic" and s.synthetic
     assert s.identity() == {
         "epochs": 10, "window": 64, "hidden": 64, "patience": 3, "batch_size": 256, "batch_movies": 8,
@@ -253,6 +297,25 @@ def test_a_synthetic_benchmarks_identity_is_what_it_was_before_real_datasets():
     real = algorithms.dataset_settings(str(CEAP), {"manifest": "ceap360vr"})
     assert real.identity()["dataset"] == str(CEAP) and real.identity()["dataset_options"] == {"manifest": "ceap360vr"}
     assert set(real.identity()) == set(s.identity()) | {"dataset"} and real.digest() != s.digest()
+
+
+def test_each_kind_of_run_is_named_by_the_settings_it_reads(tmp_path):
+    s = algorithms.preset_settings("short")
+    assert (s.epochs, s.patience) == (100, 25)  # the default recipe's writer pretraining gets 100 epochs of BPTT
+    assert "epochs" not in s.identity("rl") and "timesteps" not in s.identity("supervised")
+    assert set(s.identity("shared")) == set(s.identity("rl")) - set(algorithms.RL_FIELDS)
+    more_epochs, more_steps = replace(s, epochs=200), replace(s, timesteps=40_000)
+    assert more_epochs.digest("rl") == s.digest("rl") and more_epochs.digest("supervised") != s.digest("supervised")
+    assert more_steps.digest("supervised") == s.digest("supervised") and more_steps.digest("rl") != s.digest("rl")
+    smaller = replace(s, n_slots=4)
+    assert smaller.digest("rl") != s.digest("rl") and smaller.digest("supervised") != s.digest("supervised")
+    # a run's record names its kind's settings; one written before records did (all settings) still matches
+    for method, digest in (("lstm", s.digest("supervised")), ("ddpg", s.digest())):
+        path = algorithms.run_dir(tmp_path, method, 0) / algorithms.RECORD_FILE
+        path.parent.mkdir(parents=True)
+        path.write_text(f'{{"settings": "{digest}", "row": {{}}, "curve": []}}')
+        assert algorithms.load_record(tmp_path, method, 0, s) is not None
+        assert algorithms.load_record(tmp_path, method, 0, more_epochs if method == "lstm" else more_steps) is None
 
 
 def test_every_method_reads_the_real_dataset_with_its_options_alone():

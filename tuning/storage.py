@@ -226,13 +226,15 @@ def report_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> 
 def open_study(study_name: str, url: str, out: Union[str, Path], *, direction: str,
                sampler: Optional[optuna.samplers.BaseSampler] = None,
                pruner: Optional[optuna.pruners.BasePruner] = None, user_attrs: Optional[dict] = None,
-               heartbeat_interval: Optional[int] = 60, grace_period: Optional[int] = None) -> optuna.Study:
+               heartbeat_interval: Optional[int] = 60, grace_period: Optional[int] = None,
+               initial_attrs: Optional[dict] = None) -> optuna.Study:
     """Create the study ``study_name`` in ``url``, or load it when it exists (``load_if_exists=True``).
 
     Storage creation and study creation happen under one file lock, so any number of workers may call this
-    at the same time. On creation, ``user_attrs`` are stored on the study (the settings every worker must
-    share); on loading, they are compared with the stored ones and a difference is an error naming the
-    field, and so is a different optimisation direction.
+    at the same time. On creation, ``user_attrs`` and ``initial_attrs`` are stored on the study; on loading,
+    ``user_attrs`` (the settings every worker must share) are compared with the stored ones and a difference is
+    an error naming the field, and so is a different optimisation direction. ``initial_attrs`` are not compared
+    (the caller checks what must agree, e.g. :func:`settings_diff` of some of their fields).
 
     :param direction: ``"minimize"`` or ``"maximize"``
     :return: the study, ready for ``optimize``
@@ -242,10 +244,10 @@ def open_study(study_name: str, url: str, out: Union[str, Path], *, direction: s
         study = optuna.create_study(storage=storage, study_name=study_name, direction=direction,
                                     sampler=sampler, pruner=pruner, load_if_exists=True)
         stored = study.user_attrs
-        if not stored and study.trials == [] and user_attrs:
-            for key, value in user_attrs.items():
+        if not stored and study.trials == [] and (user_attrs or initial_attrs):
+            stored = {**(initial_attrs or {}), **(user_attrs or {})}
+            for key, value in stored.items():
                 study.set_user_attr(key, value)
-            stored = user_attrs
     wanted = optuna.study.StudyDirection.MAXIMIZE if direction == "maximize" else optuna.study.StudyDirection.MINIMIZE
     if study.direction != wanted:
         raise ValueError(f"study {study_name!r} in {display_url(url)} is a {study.direction.name.lower()} study; "
@@ -254,12 +256,14 @@ def open_study(study_name: str, url: str, out: Union[str, Path], *, direction: s
     for key, value in (user_attrs or {}).items():
         if key in stored and stored[key] != value:
             raise ValueError(f"study {study_name!r} in {display_url(url)} was created with {key} "
-                             f"{_diff(stored[key], value)}: use the same settings to add trials to it, or another "
-                             "--study / --out")
+                             f"{settings_diff(stored[key], value)}: use the same settings to add trials to it, or "
+                             "another --study / --out")
     return study
 
 
-def _diff(old, new) -> str:
+def settings_diff(old, new) -> str:
+    """What differs between two settings: ``key=old (this run: new)`` per differing key of two dicts, else the two
+    values."""
     if isinstance(old, dict) and isinstance(new, dict):
         parts = [f"{k}={old.get(k)!r} (this run: {new.get(k)!r})" for k in sorted(set(old) | set(new))
                  if old.get(k) != new.get(k)]
