@@ -96,6 +96,9 @@ RECORD_FILE = "benchmark.json"
 #: the settings only the RL methods read (their budget), and those only the supervised baselines read
 RL_FIELDS = ("timesteps", "eval_every")
 SUPERVISED_FIELDS = tuple(f.name for f in dataclasses.fields(BaselineSizes))
+#: ``identity(kind)`` -> the budget fields it leaves out (the other kind's; ``"shared"``: both)
+LEFT_OUT_OF = MappingProxyType({None: (), "rl": SUPERVISED_FIELDS, "supervised": RL_FIELDS,
+                                "shared": RL_FIELDS + SUPERVISED_FIELDS})
 
 
 @dataclass
@@ -139,8 +142,7 @@ class AlgorithmBenchmarkSettings(BaselineSizes):
         :data:`SUPERVISED_FIELDS` for the RL methods, no :data:`RL_FIELDS` for the baselines: a new budget of one
         kind does not retrain the other); ``"shared"``: neither. ``dataset`` is left out when synthetic, so
         synthetic benchmarks keep the identity (and the studies and finished runs) they had before it existed."""
-        drop = {"methods", "seeds", *(() if kind in (None, "supervised") else SUPERVISED_FIELDS),
-                *(() if kind in (None, "rl") else RL_FIELDS)}
+        drop = {"methods", "seeds", *LEFT_OUT_OF[kind]}
         out = {k: v for k, v in dataclasses.asdict(self).items() if k not in drop}
         if out["dataset"] == SYNTHETIC:
             del out["dataset"]
@@ -469,7 +471,7 @@ def is_duplicate(study: optuna.Study, trial) -> Optional[int]:
     created = study_settings(study)
 
     def key(t) -> tuple:
-        return (*_pair(t), t.user_attrs.get("requested"), json.dumps(trial_settings(t, created), sort_keys=True))
+        return (*_pair(t), t.user_attrs.get("requested"), trial_settings(t, created))
 
     for other in study.get_trials(deepcopy=False):
         if other.number < trial.number and _pair(other)[0] is not None and key(other) == key(trial) \
