@@ -2,6 +2,7 @@
 
     python -m agents.train_baseline --algo {segment,lstm,memory_tbptt,transformer} [--bptt-window 64]
         [--epochs 30] [--dataset synthetic|PATH] [--encoder lstm|pooling|PATH] [--out runs/NAME] ...
+    python -m agents.train_baseline --resume runs/NAME     # go on from the last finished epoch
 
 ``segment``: per-segment MLP (no memory); ``lstm``: LSTM trained by truncated BPTT over whole movies;
 ``memory_tbptt``: the RMN's write/read networks trained end to end by (truncated) BPTT (``--bptt-window 0`` =
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Optional, Sequence
 
-from agents.cli import Command, explicit_fields, parse_command, run_cli
+from agents.cli import Command, explicit_fields, parse_command, report_interrupt, run_cli
 from agents.config import BASELINES
 from agents.runs import train
 
@@ -21,17 +22,22 @@ from agents.runs import train
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_command(Command, argv, "python -m agents.train_baseline", __doc__.split("\n")[0],
                          defaults={"algo": "lstm"})
-    cfg = args.train
-    if cfg.algorithm.algo not in BASELINES:
-        raise ValueError(f"--algo {cfg.algorithm.algo}: choose a baseline: {', '.join(BASELINES)}")
     if args.resume:
-        raise ValueError("--resume: a baseline run does not resume; rerun it with a new --out")
-    if "out" not in explicit_fields(argv, args):
-        cfg = cfg.update({"out": f"runs/baseline-{cfg.algorithm.algo}"})
-    summary = train(cfg, progress=args.progress)
-    print(json.dumps({"run": cfg.run.out, **summary}, indent=2))
+        out = str(args.resume)
+        cfg = args.train.update({"out": out})
+    else:
+        cfg = args.train
+        if cfg.algorithm.algo not in BASELINES:
+            raise ValueError(f"--algo {cfg.algorithm.algo}: choose a baseline: {', '.join(BASELINES)}")
+        if "out" not in explicit_fields(argv, args):
+            cfg = cfg.update({"out": f"runs/baseline-{cfg.algorithm.algo}"})
+        out = cfg.run.out
+    try:
+        summary = train(cfg, resume=bool(args.resume), progress=args.progress)
+    except KeyboardInterrupt:
+        return report_interrupt(out)
+    print(json.dumps({"run": out, **summary}, indent=2))
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(run_cli(main))

@@ -24,7 +24,8 @@ Writes to ``--out``: ``algorithms_runs.csv`` (one row per run), ``algorithms.csv
 std over seeds, with the references), ``algorithms_curves.csv`` and ``algorithms_curves.png`` (validation
 ``gap_closed``, on real data validation MSE, against env steps, :mod:`benchmarks.curves`), and the run directories
 ``algorithm_runs/<method>/seed<k>``. A finished run (its ``benchmark.json``, written last) is not trained again
-unless ``--rerun``, so a killed benchmark resumes where it stopped.
+unless ``--rerun``, and an unfinished one goes on from its last checkpoint, so a killed benchmark resumes where it
+stopped.
 
 With ``--storage`` (``sqlite:///...``, ``journal:PATH``, ``postgresql://...``) the (method, seed) pairs are trials
 of one Optuna study: every worker enqueues the pairs that have no result and no trial waiting or running, then
@@ -59,6 +60,7 @@ from agents.config import STOCK_ALGORITHMS, TrainConfig, parse_options, recipe
 from agents.inputs import load_split
 from agents.metrics import evaluate_predictions
 from agents.runs import train
+from agents.runs.directory import RunDirectory
 from agents.runs.shared import shared_encoder
 from agents.sb3_algorithms import algorithm_config
 from benchmarks.common import BASELINE_MODELS, BaselineSizes, benchmark_parser, mean_spread, parse_benchmark_args, \
@@ -255,16 +257,16 @@ def method_config(method: str, s: AlgorithmBenchmarkSettings, seed: int, out: Pa
     The RMN methods start from their recipe, the others from the default recipe; all get the preset (``env`` and
     its ``dataset_options``, which also name it to the shared encoder's cache) or the real dataset and its reader
     options (the ``env`` id then stays the default and plays no part), memory size, encoder, budget,
-    validation schedule, seed, device and ``out`` (no periodic checkpoints: an unfinished run is redone). Stock
-    algorithms then take their zoo section for everything else, the baselines :class:`BaselineSizes`; the
-    settings' ``overrides`` go on top of every method.
+    validation schedule, seed, device and ``out`` (RL runs checkpoint at each validation, so that a killed run goes
+    on from there). Stock algorithms then take their zoo section for everything else, the baselines
+    :class:`BaselineSizes`; the settings' ``overrides`` go on top of every method.
 
     :param encoder: the encoder to use (default: the settings' ``encoder``)
     """
     method = check_method(method)
     shared = {"env": s.preset, "dataset": s.dataset, "dataset_options": data_options(s), "n_slots": s.n_slots,
               "memory_dim": s.memory_dim, "encoder": encoder or s.encoder, "timesteps": s.timesteps, "seed": seed,
-              "eval_every": s.eval_every, "checkpoint_every": 0, "device": s.device, "out": str(out)}
+              "eval_every": s.eval_every, "checkpoint_every": s.eval_every, "device": s.device, "out": str(out)}
     cfg = recipe(RMN_RECIPES.get(method, "default")).update(shared, "benchmark settings")
     if method in STOCK_ALGORITHMS:
         cfg = algorithm_config(method, cfg, keep={*shared, *s.overrides})
@@ -324,15 +326,21 @@ def run_row(method: str, seed: int, summary: dict, wall_s: float) -> dict:
 
 
 def run_method(method: str, seed: int, s: AlgorithmBenchmarkSettings, out: Path) -> dict:
-    """Train and test ``method`` with ``seed`` into :func:`run_dir` (replaced if present) and return its record,
-    ``{"settings": digest, "row": run_row, "curve": read_curve}``, also written last as the run's
-    :data:`RECORD_FILE`. Wall time is the run's (data, writer pretraining, training, validations, test), not the
-    shared encoder's."""
+    """Train and test ``method`` with ``seed`` into :func:`run_dir` and return its record, ``{"settings": digest,
+    "row": run_row, "curve": read_curve}``, also written last as the run's :data:`RECORD_FILE`.
+
+    An unfinished run of the same config (a killed worker's) goes on from its last checkpoint, made at each
+    validation (RL) or epoch (baselines); anything else in the directory, a finished run included, is replaced. Wall time is the run's
+    (data, writer pretraining, training, validations, test, its earlier parts included), not the shared
+    encoder's."""
     path = run_dir(out, method, seed)
-    shutil.rmtree(path, ignore_errors=True)
     cfg = method_config(method, s, seed, path, seed_encoder(s, seed, out))
-    start = time.time()
-    summary = train(cfg, progress=False)
+    run = RunDirectory(path)
+    resume = run.has_checkpoint() and not run.summary_file.exists() and run.made_with(cfg)
+    if not resume:
+        shutil.rmtree(path, ignore_errors=True)
+    start = time.time() - (run.checkpoint_state()["wall_s"] if resume else 0.0)
+    summary = train(cfg, resume=resume, progress=False)
     record = {"settings": s.digest(method_kind(method)), "row": run_row(method, seed, summary, time.time() - start),
               "curve": read_curve(path / "eval_log.csv")}
     atomic_write_text(path / RECORD_FILE, json.dumps(record, indent=1) + "\n")

@@ -71,6 +71,32 @@ def test_a_second_run_into_the_same_directory_is_refused(tmp_path):
         train(cfg, progress=False)
 
 
+@pytest.mark.parametrize("model", ["memory_tbptt", "transformer"])
+def test_an_interrupted_baseline_goes_on_from_its_last_epoch_to_the_same_end(tmp_path, model):
+    """Ctrl-C (or SIGTERM, or a kill) keeps the checkpoint of the last finished epoch; ``--resume`` redoes only the
+    epochs after it, drops their rows of the abandoned part, keeps the best model as the checkpoint saw it, and
+    ends exactly where the uninterrupted run ends."""
+    kw = dict(algo=model, bptt_window=16, epochs=4, patience=4, hidden=16)
+    whole = train(tiny_config(tmp_path / "whole", **kw), progress=False)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(out, **kw), progress=False,
+              on_eval=lambda row: (_ for _ in ()).throw(KeyboardInterrupt()) if row["epoch"] == 2 else None)
+    assert not (out / "summary.json").exists() and list(pd.read_csv(out / "eval_log.csv")["epoch"]) == [1, 2]
+    # killed later in epoch 3, after its validation row and a better model were written, before its checkpoint
+    log = pd.read_csv(out / "eval_log.csv")
+    pd.concat([log, log.tail(1).assign(epoch=3, timesteps=log["timesteps"].max() + 1, mse=0.0)]).to_csv(
+        out / "eval_log.csv", index=False)
+    (out / "model.pt").write_bytes(b"the abandoned epoch's model")
+    assert run_cli(main, ["--resume", str(out), "--no-progress"]) == 0
+    resumed = json.loads((out / "summary.json").read_text())
+    assert list(pd.read_csv(out / "eval_log.csv")["epoch"]) == [1, 2, 3, 4]
+    for key in ("test_mse", "val_mse", "best_epoch", "epochs", "updates", "segments_seen"):
+        assert resumed[key] == whole[key], key
+    np.testing.assert_array_equal(pd.read_csv(out / "eval_log.csv")["mse"],
+                                  pd.read_csv(tmp_path / "whole" / "eval_log.csv")["mse"])
+
+
 @pytest.mark.parametrize("write_top_k", [0, 2])
 def test_memory_tbptt_uses_the_rmn_policy_modules_and_inference(write_top_k):
     model = MemoryTBPTT(D_E, 4, 8, 2, net_arch=(16, 16), predictor_hidden=(16,), erase_bias=-2.0,

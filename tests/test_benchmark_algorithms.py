@@ -142,6 +142,22 @@ def test_local_benchmark_writes_tables_and_curves_and_resumes(tmp_path, micro_qu
     assert list(pd.read_csv(tmp_path / "algorithms_runs.csv")["method"]) == ["rmn-rl", "segment"]
     assert run_cli(algorithms.main, argv) == 0 and calls == ["segment", "ddpg"]
 
+    # a run killed part-way (here at its first validation or epoch) goes on from its checkpoint, not from the start;
+    # a finished one is replaced
+    s = micro(epochs=3, patience=3)
+    monkeypatch.setattr(algorithms, "train", lambda cfg, **kw: real_train(
+        cfg, on_eval=lambda row: (_ for _ in ()).throw(KeyboardInterrupt()), **kw))
+    for method in ("ddpg", "segment"):
+        with pytest.raises(KeyboardInterrupt):
+            algorithms.run_method(method, 0, s, tmp_path)
+    resumed = []
+    monkeypatch.setattr(algorithms, "train", lambda cfg, **kw: resumed.append(kw["resume"]) or real_train(cfg, **kw))
+    ddpg, segment = (algorithms.run_method(m, 0, s, tmp_path) for m in ("ddpg", "segment"))
+    assert resumed == [True, True]
+    assert [p["timesteps"] for p in ddpg["curve"]] == [60, 120] and [p["epoch"] for p in segment["curve"]] == [1, 2, 3]
+    algorithms.run_method("segment", 0, s, tmp_path)
+    assert resumed == [True, True, False]
+
 
 class FakeTrain:
     """``agents.runs.train`` in a few milliseconds: an eval log and a summary; counts the runs per (algo, seed)."""

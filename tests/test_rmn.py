@@ -12,6 +12,8 @@ from affect_env import LiRISMemoryEnv
 from affect_env.memory import decode_action, prediction_error, write
 from agents import evaluate, train_ddpg
 from agents.cli import Command, parse_command, run_cli
+from agents.baselines import training as baseline_training
+from agents.baselines.training import validation_row
 from agents.config import TrainConfig, recipe
 from agents.inputs import build_encoder, load_splits, make_env
 from agents.rmn.factory import load_warm_start, make_rmn, predict_dataset, validation_metrics
@@ -931,10 +933,11 @@ def test_warm_start_from_a_bptt_run_starts_from_its_networks_and_encoder(tmp_pat
         pytest.approx(summary["test_mse"])
 
 
-def test_writer_pretraining_starts_the_agent_from_bptt_on_short_movies_and_is_reused(tmp_path, capsys):
+def test_writer_pretraining_starts_the_agent_from_bptt_on_short_movies_and_is_reused(tmp_path, capsys, monkeypatch):
     """By default the writer is pretrained by full BPTT on short synthetic movies (``writer_pretrain/``) and the
     agent starts from it: before any RMN update it scores exactly what the pretrained model scored. A finished
-    pretraining is reused by a rerun after an interruption; an unfinished one, or one with other settings, is redone."""
+    pretraining is reused by a rerun after an interruption; an unfinished one goes on from its last epoch to the
+    same end; one with other settings is redone."""
     import os
 
     out = tmp_path / "run"
@@ -960,10 +963,25 @@ def test_writer_pretraining_starts_the_agent_from_bptt_on_short_movies_and_is_re
     assert "has no checkpoint yet: its training starts again from step 0" in capsys.readouterr().err
     assert os.stat(model_pt).st_mtime_ns == stamp
     assert pd.read_csv(out / "eval_log.csv")["timesteps"].tolist() == [0, 150, 152]
-    (out / "writer_pretrain" / "summary.json").unlink()  # interrupted before its end: redone
+    shutil.rmtree(out / "writer_pretrain")  # killed in its second epoch: goes on from the first, to the same end
+    validations = []
+
+    def killed_in_the_second(*args, **kwargs):
+        validations.append(1)
+        if len(validations) == 2:
+            raise KeyboardInterrupt
+        return validation_row(*args, **kwargs)
+
+    monkeypatch.setattr(baseline_training, "validation_row", killed_in_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_writer(cfg, out, progress=False)
+    monkeypatch.undo()
+    assert RunDirectory(out / "writer_pretrain").has_checkpoint()
+    assert not (out / "writer_pretrain" / "summary.json").exists()
     pretrain_writer(cfg, out, progress=False)
-    assert os.stat(model_pt).st_mtime_ns != stamp and (out / "writer_pretrain" / "summary.json").exists()
-    assert len(pd.read_csv(out / "writer_pretrain" / "eval_log.csv")) == 2
+    assert pd.read_csv(out / "writer_pretrain" / "eval_log.csv")["epoch"].tolist() == [1, 2]
+    after = json.loads((out / "writer_pretrain" / "summary.json").read_text())
+    assert (after["val_mse"], after["test_mse"]) == (before["val_mse"], before["test_mse"])
     stamp = os.stat(model_pt).st_mtime_ns
     pretrain_writer(cfg, out, progress=False)  # finished with these settings: reused
     assert os.stat(model_pt).st_mtime_ns == stamp

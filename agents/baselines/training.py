@@ -195,46 +195,67 @@ def validation_row(model: SequenceModel, embeddings: Sequence[np.ndarray], datas
     return global_row(score_predictions([{"prediction": p} for p in predict_movies(model, embeddings)], dataset)[0])
 
 
+def training_state(model: SequenceModel, optimizer: torch.optim.Optimizer, rng: np.random.Generator,
+                   counters: dict) -> dict:
+    """Everything :func:`fit_baseline` needs to go on exactly where it is: the weights, the optimizer's moments,
+    both random streams (the minibatch order, torch's) and the loop's ``counters``."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "numpy_rng": rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(), "counters": dict(counters)}
+
+
 def fit_baseline(cfg: TrainConfig, model: SequenceModel, emb: dict, data: dict,
-                 on_epoch: Callable[[dict, bool], None], progress: bool = True) -> dict:
+                 on_epoch: Callable[[dict, bool, dict], None], progress: bool = True,
+                 resume: Optional[dict] = None) -> dict:
     """Train ``model`` per ``cfg.baseline``: epochs of (truncated) BPTT over whole movies for the recurrent models,
     of shuffled segment minibatches for the others, each followed by a validation; stop after ``patience`` epochs
     without a better validation MSE.
 
     :param emb: ``{split: embeddings}``; ``data``: ``{split: MovieDataset}``
     :param on_epoch: called after each epoch with its validation row (``timesteps`` = segments seen, ``epoch``,
-        metrics) and whether it is the best so far (where the caller keeps the model)
+        metrics), whether it is the best so far (where the caller keeps the model) and the
+        :func:`training_state` after it (where the caller checkpoints)
+    :param resume: a :func:`training_state` to go on from; the rest of the run is then the same as if it had
+        never stopped
     :return: ``epochs``, ``best_epoch``, ``segments_seen``, ``updates``, ``learn_wall_s``
     """
     b = cfg.baseline
     rng = np.random.default_rng(cfg.run.seed)
     device = next(model.parameters()).device
     optimizer = torch.optim.Adam(model.parameters(), lr=b.baseline_lr)
+    counters = {"epoch": 0, "best": float("inf"), "best_epoch": 0, "stale": 0, "seen": 0, "updates": 0,
+                "learn_wall_s": 0.0}
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        rng.bit_generator.state = resume["numpy_rng"]
+        torch.set_rng_state(resume["torch_rng"])
+        counters.update(resume["counters"])
     train_targets = [m.targets.astype(np.float32) for m in data["train"]]
     index = None
     if not model.recurrent:
         index = _WindowIndex(emb["train"], train_targets, model.window if model.name == "transformer" else 1)
-    best, best_epoch, stale, seen, updates, learn_wall = float("inf"), 0, 0, 0, 0, 0.0
-    bar = progress_bar(range(1, b.epochs + 1), desc=model.name, disable=not progress, unit="epoch")
-    for epoch in bar:
+    c = counters
+    bar = progress_bar(total=b.epochs, initial=c["epoch"], desc=model.name, disable=not progress, unit="epoch")
+    while c["epoch"] < b.epochs and c["stale"] < b.patience:
         t_epoch = time.time()
         if model.recurrent:
             n, u = _train_sequences(model, optimizer, emb["train"], train_targets, b.bptt_window, b.batch_movies,
                                     rng, device, b.clip)
         else:
             n, u = _train_positions(model, optimizer, index, b.segment_batch_size, rng, device, b.clip)
-        learn_wall += time.time() - t_epoch
-        seen, updates = seen + n, updates + u
+        c["epoch"] += 1
+        c["learn_wall_s"] += time.time() - t_epoch
+        c["seen"], c["updates"] = c["seen"] + n, c["updates"] + u
         val = validation_row(model, emb["val"], data["val"])
-        bar.set_postfix(val_mse=f"{val['mse']:.4f}")
-        improved = val["mse"] < best
-        on_epoch({"timesteps": seen, "epoch": epoch, **val}, improved)
+        improved = val["mse"] < c["best"]
         if improved:
-            best, best_epoch, stale = val["mse"], epoch, 0
+            c["best"], c["best_epoch"], c["stale"] = val["mse"], c["epoch"], 0
         else:
-            stale += 1
-            if stale >= b.patience:
-                break
+            c["stale"] += 1
+        bar.update()
+        bar.set_postfix(val_mse=f"{val['mse']:.4f}")
+        on_epoch({"timesteps": c["seen"], "epoch": c["epoch"], **val}, improved,
+                 training_state(model, optimizer, rng, c))
     bar.close()
-    return {"epochs": int(epoch), "best_epoch": int(best_epoch), "segments_seen": int(seen), "updates": int(updates),
-            "learn_wall_s": learn_wall}
+    return {"epochs": int(c["epoch"]), "best_epoch": int(c["best_epoch"]), "segments_seen": int(c["seen"]),
+            "updates": int(c["updates"]), "learn_wall_s": c["learn_wall_s"]}

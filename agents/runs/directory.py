@@ -6,8 +6,9 @@
     features.json      how the dataset's tables were extracted from movies (copied from the dataset, if it has one)
     encoder.pt         the segment encoder (with the train split's normalisation statistics)
     writer_pretrain/   the RMN's writer pretraining, a memory_tbptt run of its own (when the recipe has one)
-    checkpoint/        the latest periodic checkpoint: model.zip, replay.pkl, predictor.pt (stock algorithms),
-                       best_<step>/ (the best models as they were then), state.json (written last)
+    checkpoint/        the latest checkpoint: model.zip, replay.pkl, predictor.pt (stock algorithms) or
+                       training.pt (a baseline's, after every epoch), best_<step>/ (the best models as they were
+                       then), state.json (written last)
     eval_log.csv       validation metrics during training (training curves)
     best_model.zip     the best model on validation so far (best/<score>.zip for each score of a second set)
     model.zip          the selected model (model.pt for a baseline)
@@ -31,8 +32,8 @@ from affect_env.features.extract import MANIFEST as EXTRACTION_MANIFEST
 from affect_env.files import atomic_path, atomic_write_text
 from agents.config import TrainConfig
 
-#: what a run directory keeps of the best models so far
-BEST_ENTRIES = ("best_model.zip", "best_model.json", "best")
+#: what a run directory keeps of the best models so far (``model.pt``: a baseline's best epoch so far)
+BEST_ENTRIES = ("best_model.zip", "best_model.json", "best", "model.pt")
 
 
 def save_model(model, path: Path) -> None:
@@ -96,6 +97,16 @@ class RunDirectory:
         if manifest.is_file():
             atomic_write_text(self.path / EXTRACTION_MANIFEST, manifest.read_text())
 
+    def made_with(self, cfg: TrainConfig) -> bool:
+        """Whether the directory holds a run (finished or not) made with exactly the config ``cfg``."""
+        if not self.config_file.exists():
+            return False
+        try:
+            used = TrainConfig.load(self.config_file)
+        except ValueError:
+            return False
+        return used.to_dict() == cfg.to_dict()
+
     def has_checkpoint(self) -> bool:
         return (self.checkpoint / "state.json").exists()
 
@@ -105,24 +116,31 @@ class RunDirectory:
 
     # ---- checkpoints ------------------------------------------------------------------------------------
     def save_checkpoint(self, model, wall_s: float, extra: Optional[Callable[[Path], None]] = None) -> None:
-        """Write ``checkpoint/``: the model, its replay buffer (off-policy), ``extra(checkpoint_dir)``'s files, a
-        copy of the best models so far (``best_<step>/``), then ``state.json``. Each file is written atomically
-        and ``state.json`` last, so a crash leaves the previous checkpoint's state in place."""
+        """Write the checkpoint of an SB3 model: the model, its replay buffer (off-policy) and ``extra``'s files
+        (:meth:`write_checkpoint`)."""
+        def files(ckpt: Path) -> None:
+            save_model(model, ckpt / "model.zip")
+            if getattr(model, "replay_buffer", None) is not None:
+                with atomic_path(ckpt / "replay.pkl") as tmp:
+                    model.save_replay_buffer(tmp)
+            if extra is not None:
+                extra(ckpt)
+
+        self.write_checkpoint(int(model.num_timesteps), wall_s, files)
+
+    def write_checkpoint(self, step: int, wall_s: float, files: Callable[[Path], None]) -> None:
+        """Write ``checkpoint/``: ``files(checkpoint_dir)``, a copy of the best models so far (``best_<step>/``),
+        then ``state.json``. Each file is written atomically and ``state.json`` last, so a crash leaves the
+        previous checkpoint's state in place."""
         ckpt = self.checkpoint
         ckpt.mkdir(parents=True, exist_ok=True)
-        save_model(model, ckpt / "model.zip")
-        if getattr(model, "replay_buffer", None) is not None:
-            with atomic_path(ckpt / "replay.pkl") as tmp:
-                model.save_replay_buffer(tmp)
-        if extra is not None:
-            extra(ckpt)
-        best = ckpt / f"best_{int(model.num_timesteps)}"
+        files(ckpt)
+        best = ckpt / f"best_{step}"
         shutil.rmtree(best, ignore_errors=True)  # left by a crash
         best.mkdir()
         for entry in BEST_ENTRIES:
             copy_entry(self.path / entry, best / entry)
-        write_json(ckpt / "state.json", {"num_timesteps": int(model.num_timesteps), "wall_s": wall_s,
-                                         "best": best.name})
+        write_json(ckpt / "state.json", {"num_timesteps": step, "wall_s": wall_s, "best": best.name})
         for old in ckpt.glob("best_*"):
             if old != best:
                 shutil.rmtree(old)

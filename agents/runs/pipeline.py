@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from stable_baselines3.common.utils import get_device, set_random_seed
 
+from affect_env.encoder import atomic_torch_save
 from affect_env.memory import action_dim
 from agents.baselines.models import MemoryTBPTT, load_baseline, save_baseline
 from agents.baselines.training import evaluate_baseline, fit_baseline, make_baseline, validation_row
@@ -37,6 +38,8 @@ from agents.sb3_algorithms import (algorithm_class, evaluate_policy_on, evaluati
 SHORT_MOVIES = {"length": 100, "dependency_distance": 20}
 #: how the writer pretraining's BPTT updates: movies per update, Adam learning rate
 PRETRAIN_BATCH_MOVIES, PRETRAIN_LR = 16, 1e-3
+#: a baseline checkpoint's training state (:func:`agents.baselines.training.training_state`)
+TRAINING_STATE = "training.pt"
 
 
 class Trainer:
@@ -47,12 +50,10 @@ class Trainer:
     :param progress: show progress bars
     """
 
-    #: whether the model learns through SB3's ``learn`` (with :class:`CheckpointAndEval`) and can resume
-    resumable = True
-
     def __init__(self, cfg: TrainConfig, run: RunDirectory, progress: bool) -> None:
         self.cfg, self.run, self.progress = cfg, run, progress
         self.model = None
+        self.continuing = False  # whether the run goes on from its checkpoint (set by prepare)
         self.extra: dict = {}  # trainer-specific summary fields
 
     def prepare(self, resume: bool) -> None:
@@ -255,13 +256,12 @@ class StockTrainer(SB3Trainer):
 
 class BaselineTrainer(Trainer):
     """A supervised baseline (:mod:`agents.baselines`), trained by epochs with early stopping; its best model on
-    validation is ``model.pt``. Baseline runs do not resume: they restart (their epochs are short)."""
-
-    resumable = False
+    validation is ``model.pt``. After every epoch it writes a checkpoint (the training state of
+    :func:`~agents.baselines.training.training_state` and the best model so far), so an interrupted run resumes from
+    its last finished epoch and ends as if it had not stopped."""
 
     def prepare(self, resume: bool) -> None:
-        if resume:
-            raise ValueError(f"--resume {self.run.path}: a baseline run does not resume; rerun it with a new --out")
+        self.continuing = resume and self.run.has_checkpoint()
 
     def build(self, data: dict, encoder) -> None:
         n_targets = len(data["train"].target_names)
@@ -271,20 +271,27 @@ class BaselineTrainer(Trainer):
 
     def learn(self, data: dict, encoder, t0: float, on_eval) -> dict:
         run, cfg = self.run, self.cfg
-        if run.eval_log.exists():
+        state = None
+        if self.continuing:
+            state = torch.load(run.checkpoint / TRAINING_STATE, map_location=self.device, weights_only=False)
+            seen = state["counters"]["seen"]
+            run.truncate_eval_log(lambda steps: steps <= seen)  # the epochs after the checkpoint are redone
+        elif run.eval_log.exists():
             run.eval_log.unlink()
 
-        def on_epoch(row: dict, best: bool) -> None:
+        def on_epoch(row: dict, best: bool, training: dict) -> None:
             row = {"timesteps": row["timesteps"], "epoch": row["epoch"], "wall_s": round(time.time() - t0, 1),
                    **{k: v for k, v in row.items() if k not in ("timesteps", "epoch")}}
             run.append_eval_row(row)
             if best:
                 save_baseline(run.path / "model.pt", self.model, encoder,
                               {"window": cfg.baseline.bptt_window, "epoch": row["epoch"]})
+            run.write_checkpoint(row["timesteps"], time.time() - t0,
+                                 lambda ckpt: atomic_torch_save(training, ckpt / TRAINING_STATE))
             if on_eval is not None:
                 on_eval(row)
 
-        stats = fit_baseline(cfg, self.model, self.emb, data, on_epoch, self.progress)
+        stats = fit_baseline(cfg, self.model, self.emb, data, on_epoch, self.progress, resume=state)
         wall = max(stats.pop("learn_wall_s"), 1e-9)
         self.extra = {"model": cfg.algorithm.algo, "window": int(cfg.baseline.bptt_window), **stats,
                       "n_params": int(sum(p.numel() for p in self.model.parameters())),
@@ -352,14 +359,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     data = load_splits(cfg)
     encoder = build_encoder(cfg, data, run.path, progress, given=trainer.given_encoder())
     trainer.build(data, encoder)
-    if trainer.resumable:
-        if resume and not trainer.continuing:
-            print(f"{run.path} has no checkpoint yet: its training starts again from step 0 (a finished encoder and "
-                  "writer pretraining are kept)", file=sys.stderr)
-        state = run.checkpoint_state() if trainer.continuing else {}
-        t0 -= state.get("wall_s", 0.0)
-        if resume:
-            run.restore_best(state)
+    if resume and not trainer.continuing:
+        print(f"{run.path} has no checkpoint yet: its training starts again from step 0 (a finished encoder and "
+              "writer pretraining are kept)", file=sys.stderr)
+    state = run.checkpoint_state() if trainer.continuing else {}
+    t0 -= state.get("wall_s", 0.0)
+    if resume:
+        run.restore_best(state)
     learned = trainer.learn(data, encoder, t0, on_eval)
     train_wall = time.time() - t0
     trainer.select()
@@ -401,23 +407,16 @@ def pretrain_writer(cfg: TrainConfig, out: Path, progress: bool = True) -> Memor
     """The agent's write network, predictor and ``m0`` trained end to end by full BPTT (:func:`pretrain_config`),
     kept in ``out/writer_pretrain/``: the model of its best validation epoch.
 
-    A finished pretraining (its ``summary.json`` written) made with the same settings is reused, so an interrupted
-    run resumes after it; an unfinished one, or one made with other settings, is redone from the start.
+    A pretraining made with the same settings is reused, so an interrupted run resumes after it, or within it from
+    its last finished epoch; one made with other settings is redone from the start.
     """
     sub = pretrain_config(cfg, out)
-    run = Path(sub.run.out)
-    if not _finished(run, sub):
-        shutil.rmtree(run, ignore_errors=True)
-        train(sub, progress=progress)
-    return load_baseline(run / "model.pt")[0]
+    run = RunDirectory(sub.run.out)
+    same = run.made_with(sub)
+    if not (same and run.summary_file.exists()):  # not a finished pretraining with these settings
+        resume = same and run.has_checkpoint()
+        if not resume:
+            shutil.rmtree(run.path, ignore_errors=True)
+        train(sub, resume=resume, progress=progress)
+    return load_baseline(run.path / "model.pt")[0]
 
-
-def _finished(run: Path, cfg: TrainConfig) -> bool:
-    """Whether ``run`` holds a finished run made with the settings ``cfg``."""
-    if not (run / "summary.json").exists() or not (run / "config.json").exists():
-        return False
-    try:
-        used = TrainConfig.load(run / "config.json")
-    except ValueError:
-        return False
-    return used.to_dict() == cfg.to_dict()
