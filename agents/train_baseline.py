@@ -39,5 +39,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(json.dumps({"run": out, **summary}, indent=2))
     return 0
 
+
 if __name__ == "__main__":
     raise SystemExit(run_cli(main))
