@@ -20,6 +20,7 @@ from agents.rmn.factory import load_warm_start, make_rmn, predict_dataset, valid
 from agents.runs import load_model_file as load_model
 from agents.runs import train
 from agents.runs.callbacks import CheckpointAndEval
+from agents.runs import pipeline
 from agents.runs.directory import RunDirectory
 from agents.runs.pipeline import SHORT_MOVIES, pretrain_writer, pretrain_writer_options
 from agents.rmn import RMN
@@ -835,10 +836,11 @@ def test_cpu_and_gpu_agree_on_predictions_and_training_losses(tiny_run, tmp_path
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4, atol=1e-6)
 
 
-def test_resume_continues_an_interrupted_run(tmp_path):
+def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
     """An interrupted run (Ctrl-C, SIGTERM) writes a checkpoint where it stopped and continues from there; a run
     stopped without one (killed) continues from its last periodic checkpoint, the validations after it redone,
-    not repeated, and the model kept is the best of the validations in the log, not one of the abandoned part's."""
+    not repeated, and the model kept is the best of the validations in the log, not one of the abandoned part's;
+    one stopped during a validation makes that validation when it resumes."""
     out = tmp_path / "resumable"
     cfg = cfg_of(timesteps=300, out=str(out), **{**TINY, "eval_every": 75})
     with pytest.raises(KeyboardInterrupt):  # after the validation of step 225, past the checkpoint of step 150
@@ -873,6 +875,26 @@ def test_resume_continues_an_interrupted_run(tmp_path):
     assert [p.name for p in (out / "checkpoint").glob("best_*")] == [state["best"]]
     with pytest.raises(ValueError, match="--resume"):
         train(cfg, progress=False)  # refuses to overwrite a run
+
+    # stopped (SIGTERM) during the validation of step 150: the checkpoint is of step 150, without its validation;
+    # the resumed run makes that validation first
+    out = tmp_path / "during_validation"
+    validations = []
+
+    def stopped_in_the_second(*args, **kwargs):
+        validations.append(1)
+        if len(validations) == 2:
+            raise KeyboardInterrupt
+        return validation_metrics(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "validation_metrics", stopped_in_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg.update({"out": str(out)}), progress=False)
+    monkeypatch.undo()
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["num_timesteps"] == 150
+    assert list(pd.read_csv(out / "eval_log.csv")["timesteps"]) == [75]
+    train(cfg_of(out=str(out)), resume=True, progress=False)
+    assert list(pd.read_csv(out / "eval_log.csv")["timesteps"])[:4] == [75, 150, 225, 300]
 
 
 def test_ctrl_c_names_the_run_and_a_run_of_any_budget_is_validated_at_its_end(tmp_path, capsys, monkeypatch):

@@ -98,11 +98,16 @@ class CheckpointAndEval(BaseCallback):
             self.best_scores[self.select_on] = selection_scores(json.loads(best.read_text()))[self.select_on]
 
     def _on_training_start(self) -> None:
-        """Resuming: forget the validations after the checkpoint, which the resumed run redoes."""
+        """Resuming: forget the validations after the checkpoint, which the resumed run redoes, and make the
+        checkpoint's own validation where it is due and missing (a run stopped during that validation)."""
         self.model.logger.output_formats.append(self.dumped)
         n = self.model.num_timesteps
         validate_now = bool(self.validate_start and self.eval_every and n == 0)
         self.run.truncate_eval_log(lambda steps: steps < n if validate_now else steps <= n)
+        if n > 0 and self.eval_every and n % self.eval_every == 0 and not self.run.has_eval_row(n):
+            if self.before_eval is not None:
+                self.before_eval(self.model)
+            validate_now = True
         if validate_now:
             self._validate()
 

@@ -167,6 +167,10 @@ class RunDirectory:
             if len(kept) < len(rows):
                 atomic_write_text(self.eval_log, kept.to_csv(index=False))
 
+    def has_eval_row(self, step: int) -> bool:
+        """Whether ``eval_log.csv`` has a validation of step ``step``."""
+        return self.eval_log.exists() and bool((pd.read_csv(self.eval_log)["timesteps"] == step).any())
+
     def append_eval_row(self, row: dict) -> None:
         """Add a validation row to ``eval_log.csv`` (rewritten whole where the row brings new columns, such as
         the training losses, which start after the first validation)."""
