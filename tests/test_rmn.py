@@ -836,6 +836,19 @@ def test_cpu_and_gpu_agree_on_predictions_and_training_losses(tiny_run, tmp_path
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4, atol=1e-6)
 
 
+def interrupted_at_call(n: int, fn):
+    """``fn``, but its ``n``-th call raises ``KeyboardInterrupt`` (Ctrl-C or SIGTERM during that call)."""
+    calls = []
+
+    def wrapped(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return fn(*args, **kwargs)
+
+    return wrapped
+
+
 def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
     """An interrupted run (Ctrl-C, SIGTERM) writes a checkpoint where it stopped and continues from there; a run
     stopped without one (killed) continues from its last periodic checkpoint, the validations after it redone,
@@ -879,15 +892,7 @@ def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
     # stopped (SIGTERM) during the validation of step 150: the checkpoint is of step 150, without its validation;
     # the resumed run makes that validation first
     out = tmp_path / "during_validation"
-    validations = []
-
-    def stopped_in_the_second(*args, **kwargs):
-        validations.append(1)
-        if len(validations) == 2:
-            raise KeyboardInterrupt
-        return validation_metrics(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "validation_metrics", stopped_in_the_second)
+    monkeypatch.setattr(pipeline, "validation_metrics", interrupted_at_call(2, validation_metrics))
     with pytest.raises(KeyboardInterrupt):
         train(cfg.update({"out": str(out)}), progress=False)
     monkeypatch.undo()
@@ -986,15 +991,7 @@ def test_writer_pretraining_starts_the_agent_from_bptt_on_short_movies_and_is_re
     assert os.stat(model_pt).st_mtime_ns == stamp
     assert pd.read_csv(out / "eval_log.csv")["timesteps"].tolist() == [0, 150, 152]
     shutil.rmtree(out / "writer_pretrain")  # killed in its second epoch: goes on from the first, to the same end
-    validations = []
-
-    def killed_in_the_second(*args, **kwargs):
-        validations.append(1)
-        if len(validations) == 2:
-            raise KeyboardInterrupt
-        return validation_row(*args, **kwargs)
-
-    monkeypatch.setattr(baseline_training, "validation_row", killed_in_the_second)
+    monkeypatch.setattr(baseline_training, "validation_row", interrupted_at_call(2, validation_row))
     with pytest.raises(KeyboardInterrupt):
         pretrain_writer(cfg, out, progress=False)
     monkeypatch.undo()
