@@ -330,13 +330,13 @@ def run_method(method: str, seed: int, s: AlgorithmBenchmarkSettings, out: Path)
     "row": run_row, "curve": read_curve}``, also written last as the run's :data:`RECORD_FILE`.
 
     An unfinished run of the same config (a killed worker's) goes on from its last checkpoint, made at each
-    validation (RL) or epoch (baselines); anything else in the directory, a finished run included, is replaced. Wall time is the run's
-    (data, writer pretraining, training, validations, test, its earlier parts included), not the shared
-    encoder's."""
+    validation (RL) or epoch (baselines); anything else in the directory, a finished run included, is replaced.
+    Wall time is the run's (data, writer pretraining, training, validations, test, its earlier parts included),
+    not the shared encoder's."""
     path = run_dir(out, method, seed)
     cfg = method_config(method, s, seed, path, seed_encoder(s, seed, out))
     run = RunDirectory(path)
-    resume = run.has_checkpoint() and not run.summary_file.exists() and run.made_with(cfg)
+    resume = run.continues(cfg)
     if not resume:
         shutil.rmtree(path, ignore_errors=True)
     start = time.time() - (run.checkpoint_state()["wall_s"] if resume else 0.0)

@@ -104,12 +104,10 @@ class CheckpointAndEval(BaseCallback):
         n = self.model.num_timesteps
         validate_now = bool(self.validate_start and self.eval_every and n == 0)
         self.run.truncate_eval_log(lambda steps: steps < n if validate_now else steps <= n)
-        if n > 0 and self.eval_every and n % self.eval_every == 0 and not self.run.has_eval_row(n):
-            if self.before_eval is not None:
-                self.before_eval(self.model)
-            validate_now = True
         if validate_now:
             self._validate()
+        elif n > 0 and self.eval_every and n % self.eval_every == 0 and not self.run.has_eval_row(n):
+            self._validate_due()
 
     def _validate(self) -> dict:
         """Validation metrics of the model now, logged (``eval_log.csv``, TensorBoard) and kept if best."""
@@ -123,13 +121,17 @@ class CheckpointAndEval(BaseCallback):
         self._keep_best(row)
         return row
 
+    def _validate_due(self) -> dict:
+        """A scheduled validation: ``before_eval`` (the RMN's refresh), then :meth:`_validate`."""
+        if self.before_eval is not None:
+            self.before_eval(self.model)
+        return self._validate()
+
     def _on_step(self) -> bool:
         n = self.model.num_timesteps
         row = None
         if self.eval_every and n % self.eval_every == 0:
-            if self.before_eval is not None:
-                self.before_eval(self.model)
-            row = self._validate()
+            row = self._validate_due()
         if self.checkpoint_every and n % self.checkpoint_every == 0:  # after the evaluation's refresh, so that a
             self.save_checkpoint()  # resumed run goes on alike
         if row is not None and self.on_eval is not None:
@@ -153,9 +155,7 @@ class CheckpointAndEval(BaseCallback):
         if last is None and self.run.eval_log.exists():
             last = {"timesteps": int(pd.read_csv(self.run.eval_log)["timesteps"].iloc[-1])}
         if last is None or last["timesteps"] != self.model.num_timesteps:
-            if self.before_eval is not None:
-                self.before_eval(self.model)
-            self._validate()
+            self._validate_due()
 
     def save_checkpoint(self) -> None:
         self.run.save_checkpoint(self.model, time.time() - self.t0, self.checkpoint_extra)

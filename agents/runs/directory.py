@@ -107,6 +107,10 @@ class RunDirectory:
             return False
         return used.to_dict() == cfg.to_dict()
 
+    def continues(self, cfg: TrainConfig) -> bool:
+        """Whether the directory holds an unfinished run of the config ``cfg`` with a checkpoint to go on from."""
+        return self.has_checkpoint() and not self.summary_file.exists() and self.made_with(cfg)
+
     def has_checkpoint(self) -> bool:
         return (self.checkpoint / "state.json").exists()
 

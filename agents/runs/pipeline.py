@@ -412,9 +412,8 @@ def pretrain_writer(cfg: TrainConfig, out: Path, progress: bool = True) -> Memor
     """
     sub = pretrain_config(cfg, out)
     run = RunDirectory(sub.run.out)
-    same = run.made_with(sub)
-    if not (same and run.summary_file.exists()):  # not a finished pretraining with these settings
-        resume = same and run.has_checkpoint()
+    if not (run.summary_file.exists() and run.made_with(sub)):  # not a finished pretraining with these settings
+        resume = run.continues(sub)
         if not resume:
             shutil.rmtree(run.path, ignore_errors=True)
         train(sub, resume=resume, progress=progress)
