@@ -9,6 +9,7 @@ as its default. Values are resolved in this order: the named recipe (``--recipe`
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import tyro
 from affect_env.data import DataError
 from agents.config import TrainConfig, field_names, read_config_file, recipe, unchecked
 from agents.runs.directory import RunDirectory
+from agents.runs.pipeline import train
 
 
 @dataclass
@@ -89,6 +91,17 @@ def report_interrupt(out) -> int:
         print(f"interrupted before the first checkpoint: --resume {out} starts the training again (a finished "
               "encoder and writer pretraining are kept)", file=sys.stderr)
     return 130
+
+
+def train_and_report(cfg: TrainConfig, resume: bool = False, progress: bool = True, **kwargs) -> int:
+    """Train ``cfg`` (:func:`agents.runs.train`, with ``kwargs``) and print its run directory and summary as JSON;
+    on Ctrl-C or SIGTERM say how to go on (:func:`report_interrupt`). The exit status: 0, or 130 if interrupted."""
+    try:
+        summary = train(cfg, resume=resume, progress=progress, **kwargs)
+    except KeyboardInterrupt:
+        return report_interrupt(cfg.run.out)
+    print(json.dumps({"run": cfg.run.out, **summary}, indent=2))
+    return 0
 
 
 def _interrupt(signum, frame) -> None:

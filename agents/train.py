@@ -11,14 +11,12 @@ epochs (``--epochs``, ``--bptt-window``...). The default ``--out`` is ``runs/<al
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import yaml
 
-from agents.cli import Command, explicit_fields, parse_command, report_interrupt, run_cli
-from agents.runs import train
+from agents.cli import Command, explicit_fields, parse_command, run_cli, train_and_report
 from agents.sb3_algorithms import algorithm_config
 
 
@@ -51,23 +49,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.resume:
         if hyperparams:
             raise ValueError("--hyperparams: a resumed run keeps its hyperparameters")
-        try:
-            summary = train(args.train.update({"out": str(args.resume)}), resume=True, progress=args.progress)
-        except KeyboardInterrupt:
-            return report_interrupt(args.resume)
-        print(json.dumps({"run": str(args.resume), **summary}, indent=2))
-        return 0
+        return train_and_report(args.train.update({"out": str(args.resume)}), resume=True, progress=args.progress)
     cfg = args.train
     keep = explicit_fields(argv, args)
     cfg = algorithm_config(cfg.algorithm.algo, cfg, keep)
     if "out" not in keep:
         cfg = cfg.update({"out": f"runs/{cfg.algorithm.algo}"})
-    try:
-        summary = train(cfg, progress=args.progress, hyperparams=hyperparams)
-    except KeyboardInterrupt:
-        return report_interrupt(cfg.run.out)
-    print(json.dumps({"run": cfg.run.out, **summary}, indent=2))
-    return 0
+    return train_and_report(cfg, progress=args.progress, hyperparams=hyperparams)
 
 
 if __name__ == "__main__":

@@ -11,33 +11,24 @@ full BPTT); ``transformer``: causal Transformer over the last ``--bptt-window`` 
 """
 from __future__ import annotations
 
-import json
 from typing import Optional, Sequence
 
-from agents.cli import Command, explicit_fields, parse_command, report_interrupt, run_cli
+from agents.cli import Command, explicit_fields, parse_command, run_cli, train_and_report
 from agents.config import BASELINES
-from agents.runs import train
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_command(Command, argv, "python -m agents.train_baseline", __doc__.split("\n")[0],
                          defaults={"algo": "lstm"})
     if args.resume:
-        out = str(args.resume)
-        cfg = args.train.update({"out": out})
+        cfg = args.train.update({"out": str(args.resume)})
     else:
         cfg = args.train
         if cfg.algorithm.algo not in BASELINES:
             raise ValueError(f"--algo {cfg.algorithm.algo}: choose a baseline: {', '.join(BASELINES)}")
         if "out" not in explicit_fields(argv, args):
             cfg = cfg.update({"out": f"runs/baseline-{cfg.algorithm.algo}"})
-        out = cfg.run.out
-    try:
-        summary = train(cfg, resume=bool(args.resume), progress=args.progress)
-    except KeyboardInterrupt:
-        return report_interrupt(out)
-    print(json.dumps({"run": out, **summary}, indent=2))
-    return 0
+    return train_and_report(cfg, resume=bool(args.resume), progress=args.progress)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,9 @@ predictions, figures and TensorBoard logs into ``--out``. ``--help`` lists every
 """
 from __future__ import annotations
 
-import json
 from typing import Optional, Sequence
 
-from agents.cli import Command, parse_command, report_interrupt, run_cli
-from agents.runs import train
+from agents.cli import Command, parse_command, run_cli, train_and_report
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -21,12 +19,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.train.algorithm.algo != "rmn":
         raise ValueError(f"--algo {args.train.algorithm.algo}: agents.train_ddpg trains the RMN; use agents.train")
     out = str(args.resume) if args.resume else args.train.run.out
-    try:
-        summary = train(args.train.update({"out": out}), resume=bool(args.resume), progress=args.progress)
-    except KeyboardInterrupt:
-        return report_interrupt(out)
-    print(json.dumps({"run": out, **summary}, indent=2))
-    return 0
+    return train_and_report(args.train.update({"out": out}), resume=bool(args.resume), progress=args.progress)
 
 
 if __name__ == "__main__":
