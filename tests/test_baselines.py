@@ -199,6 +199,21 @@ def test_transformer_is_causal_and_windowed():
     np.testing.assert_allclose(changed[33:], ref[33:], atol=1e-6)  # ... forgotten once it left it
 
 
+def test_transformer_computes_what_its_encoder_layers_compute():
+    """Only the newest token goes through the last layer: the predictions and the gradients are those of the whole
+    ``nn.TransformerEncoder`` read at the newest token, windows cut by the movie's start included."""
+    torch.manual_seed(0)
+    model = WindowTransformer(D_E, 2, window=8, d_model=16, n_heads=2, n_layers=3)
+    windows = torch.randn(12, 8, D_E)
+    valid = torch.arange(8)[None, :] >= torch.arange(12)[:, None] - 4  # the first windows start before the movie
+    full = model.head(model.norm(model.encoder(model.inp(windows) + model.age, src_key_padding_mask=~valid)[:, -1]))
+    fast = model.forward_windows(windows, valid)
+    torch.testing.assert_close(fast, full, atol=1e-5, rtol=1e-5)
+    grads = [torch.autograd.grad(y.square().sum(), list(model.parameters())) for y in (fast, full)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
 def test_recurrent_streaming_prediction_does_not_depend_on_chunking():
     torch.manual_seed(0)
     movies = [np.random.default_rng(i).normal(size=(n, D_E)).astype(np.float32) for i, n in enumerate((31, 17))]

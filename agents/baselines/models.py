@@ -225,9 +225,22 @@ class WindowTransformer(SequenceModel):
         for s in range(0, len(windows), self.max_batch):
             w, v = windows[s:s + self.max_batch], valid[s:s + self.max_batch]
             x = self.inp(w) + self.age
-            h = self.encoder(x, src_key_padding_mask=~v)
-            outs.append(self.head(self.norm(h[:, -1])))
+            *lower, last = self.encoder.layers
+            for layer in lower:
+                x = layer(x, src_key_padding_mask=~v)
+            outs.append(self.head(self.norm(self._newest_token(last, x, ~v))))
         return torch.cat(outs) if outs else windows.new_zeros(0, self.n_targets)
+
+    @staticmethod
+    def _newest_token(layer: nn.TransformerEncoderLayer, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """The pre-norm encoder ``layer``'s output ``(M, d_model)`` at the newest token only: the same numbers as
+        ``layer(x, src_key_padding_mask=padding)[:, -1]`` with one query instead of ``W`` (attention and the
+        feed-forward block work per token; only the newest is read), so the last layer's work shrinks ``W``-fold."""
+        h = layer.norm1(x)
+        attended = layer.self_attn(h[:, -1:], h, h, key_padding_mask=padding, need_weights=False)[0]
+        now = x[:, -1] + layer.dropout1(attended[:, 0])
+        feed = layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(now)))))
+        return now + layer.dropout2(feed)
 
     def initial_state(self, batch_size: int) -> tuple:
         w = self.window - 1
