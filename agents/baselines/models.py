@@ -222,10 +222,10 @@ class WindowTransformer(SequenceModel):
     def forward_windows(self, windows: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Predictions ``(M, n_targets)`` for ``M`` windows ``(M, W, d_e)`` (oldest first) with ``valid (M, W)``."""
         outs = []
+        *lower, last = self.encoder.layers
         for s in range(0, len(windows), self.max_batch):
             w, v = windows[s:s + self.max_batch], valid[s:s + self.max_batch]
             x = self.inp(w) + self.age
-            *lower, last = self.encoder.layers
             for layer in lower:
                 x = layer(x, src_key_padding_mask=~v)
             outs.append(self.head(self.norm(self._newest_token(last, x, ~v))))
